@@ -1,0 +1,27 @@
+"""Image parsing shared by both branches, as TensorFlow ops (used in Transform and serving)."""
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def decode_pixel_strings(pixels: tf.Tensor, size: int) -> tf.Tensor:
+    """Space-separated pixel strings ``[batch]`` or ``[batch, 1]`` -> float32 ``[batch, size*size]``.
+
+    Values stay in 0..255. A string with the wrong number of values fails loudly instead
+    of being padded into a wrong image.
+    """
+    pixels = tf.reshape(pixels, [-1])
+    tokens = tf.strings.split(pixels)
+    values = tf.strings.to_number(tokens, out_type=tf.float32)
+    expected = tf.constant(size * size, dtype=values.row_splits.dtype)
+    check = tf.debugging.assert_equal(
+        values.row_lengths(), expected,
+        message=f"pixel string must hold {size * size} values ({size}x{size})")
+    with tf.control_dependencies([check]):
+        dense = values.to_tensor(shape=[None, size * size])
+    return tf.reshape(dense, [-1, size * size])
+
+
+def standardize(images: tf.Tensor, mean: tf.Tensor, std: tf.Tensor) -> tf.Tensor:
+    """Scale 0..255 pixels by dataset statistics (computed by tft analyzers)."""
+    return (images / 255.0 - mean) / tf.maximum(std, 1e-3)

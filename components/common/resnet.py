@@ -1,0 +1,42 @@
+"""Residual building blocks shared by the key-point and expression networks."""
+from __future__ import annotations
+
+import tensorflow as tf
+
+layers = tf.keras.layers
+
+
+def residual_block(x: tf.Tensor, filters: int, stride: int, name: str) -> tf.Tensor:
+    """Basic residual block: conv-BN-ReLU-conv-BN + shortcut, then ReLU.
+
+    The shortcut is the identity when shapes match, otherwise a projection: average
+    pooling then a 1x1 conv ("ResNet-D", which keeps the information a strided 1x1 conv
+    would skip; TF 2.21's oneDNN kernels also crash on the gradient of a strided 1x1 conv).
+    """
+    shortcut = x
+    if stride != 1:
+        shortcut = layers.AveragePooling2D(stride, padding="same", name=f"{name}_pool")(shortcut)
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_proj")(shortcut)
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.ReLU(name=f"{name}_relu1")(y)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = layers.Add(name=f"{name}_add")([shortcut, y])
+    return layers.ReLU(name=f"{name}_out")(y)
+
+
+def residual_trunk(inputs: tf.Tensor, stage_filters, blocks_per_stage: int, stem_filters: int | None = None) -> tf.Tensor:
+    """Conv stem, then residual stages (the first block of each later stage halves the
+    resolution through a projection shortcut), then global average pooling."""
+    stem = stem_filters or stage_filters[0]
+    x = layers.Conv2D(stem, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    for s, filters in enumerate(stage_filters):
+        for b in range(blocks_per_stage):
+            stride = 2 if b == 0 and s > 0 else 1
+            x = residual_block(x, filters, stride, name=f"stage{s + 1}_block{b + 1}")
+    return layers.GlobalAveragePooling2D(name="pool")(x)

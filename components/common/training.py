@@ -1,0 +1,61 @@
+"""Trainer plumbing shared by both branches: input datasets and SavedModel export.
+
+The model-specific parts (network, loss, targets, outputs) stay in each branch's
+``trainer.py``; this module only holds what is identical for the two.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from pipelines import config
+
+
+def transformed_dataset(file_pattern, data_accessor, tf_transform_output: tft.TFTransformOutput,
+                        batch_size: int, shuffle: bool, seed: int = 0) -> tf.data.Dataset:
+    """Batches of transformed feature dicts, one pass over the files."""
+    return data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=shuffle,
+                                       shuffle_seed=seed, shuffle_buffer_size=2048),
+        tf_transform_output.transformed_metadata.schema,
+    ).prefetch(tf.data.AUTOTUNE)
+
+
+def export_saved_model(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
+                       serving_model_dir: str, label_columns, postprocess) -> None:
+    """Save ``model`` with the signatures serving and TFMA use.
+
+    * ``serving_default``: serialized raw ``tf.Example`` (no labels) -> Transform graph ->
+      model -> ``postprocess(outputs)``, the model's outputs in user units.
+    * ``transform_features``: serialized raw ``tf.Example`` -> transformed features; TFMA
+      runs it to get the evaluation labels.
+    """
+    model.tft_layer = tf_transform_output.transform_features_layer()
+    raw_spec = tf_transform_output.raw_feature_spec()
+    serving_spec = {k: v for k, v in raw_spec.items() if k not in label_columns}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(serialized):
+        features = tf.io.parse_example(serialized, serving_spec)
+        transformed = model.tft_layer(features)
+        return postprocess(model(transformed, training=False))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(serialized):
+        return model.tft_layer(tf.io.parse_example(serialized, raw_spec))
+
+    model.save(serving_model_dir, save_format="tf", signatures={
+        "serving_default": serve_examples,
+        "transform_features": transform_features,
+    })
+
+
+def keras_callbacks(fn_args: tfx.components.FnArgs, monitor: str) -> list:
+    """TensorBoard logs where TFX expects them, and early stopping on the eval split."""
+    return [
+        tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
+        tf.keras.callbacks.EarlyStopping(monitor=monitor, patience=4, restore_best_weights=True),
+    ]

@@ -1,0 +1,58 @@
+"""Trainer module of the expression branch: ``run_fn`` for the TFX Trainer."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+from tfx import v1 as tfx
+
+from components.common import training
+from components.emotion import model as model_lib
+from pipelines import config
+
+SIZE = config.EMOTION_IMAGE_SIZE
+N_CLASSES = len(config.EMOTION_CLASSES)
+
+
+def _to_xy(features):
+    return features[config.IMAGE_FEATURE], features[config.EMOTION_LABEL]
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Inverse-frequency weights (mean 1 over the data), so rare Disgust is not ignored."""
+    counts = np.bincount(labels, minlength=N_CLASSES).astype(float)
+    weights = len(labels) / (N_CLASSES * np.maximum(counts, 1.0))
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def _postprocess(probabilities):
+    class_id = tf.argmax(probabilities, axis=-1)
+    return {
+        config.EMOTION_OUTPUT: probabilities,
+        "class_id": class_id,
+        "label": tf.gather(tf.constant(config.EMOTION_CLASSES), class_id),
+    }
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    params = config.ModelParams(**fn_args.custom_config["model"])
+    tf.keras.utils.set_random_seed(0)
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    train = training.transformed_dataset(fn_args.train_files, fn_args.data_accessor, tft_output,
+                                         params.batch_size, shuffle=True).map(_to_xy)
+    evaluation = training.transformed_dataset(fn_args.eval_files, fn_args.data_accessor, tft_output,
+                                              params.batch_size, shuffle=False).map(_to_xy)
+    labels = np.concatenate([y.numpy() for _, y in train])
+    weights = class_weights(labels)
+    logging.info("emotion class counts %s, weights %s", np.bincount(labels, minlength=N_CLASSES).tolist(), weights)
+    network = model_lib.build(params.stage_filters, params.blocks_per_stage, params.dropout)
+    network.compile(optimizer=tf.keras.optimizers.Adam(params.learning_rate),
+                    loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    logging.info("expression network: %d parameters", network.count_params())
+    network.fit(train, validation_data=evaluation, epochs=params.epochs, verbose=2, class_weight=weights,
+                callbacks=training.keras_callbacks(fn_args, monitor="val_accuracy"))
+    inputs = tf.keras.Input(shape=(SIZE * SIZE,), name=config.IMAGE_FEATURE)
+    serving = tf.keras.Model({config.IMAGE_FEATURE: inputs}, network(inputs), name="emotion")
+    training.export_saved_model(serving, tft_output, fn_args.serving_model_dir,
+                                label_columns=(config.EMOTION_LABEL_COLUMN,), postprocess=_postprocess)

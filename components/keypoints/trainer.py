@@ -1,0 +1,46 @@
+"""Trainer module of the key-point branch: ``run_fn`` for the TFX Trainer."""
+from __future__ import annotations
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+from tfx import v1 as tfx
+
+from components.common import training
+from components.keypoints import model as model_lib
+from components.keypoints.transform import denormalize_coordinates
+from pipelines import config
+
+SIZE = config.KEYPOINT_IMAGE_SIZE
+
+
+def _to_xy(features):
+    x = features[config.IMAGE_FEATURE]
+    y = tf.concat([features[config.KEYPOINTS_TARGET], features[config.KEYPOINTS_MASK]], axis=-1)
+    return x, y
+
+
+def _postprocess(normalized):
+    return {config.KEYPOINTS_OUTPUT: denormalize_coordinates(normalized)}
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    params = config.ModelParams(**fn_args.custom_config["model"])
+    tf.keras.utils.set_random_seed(0)
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    train = training.transformed_dataset(fn_args.train_files, fn_args.data_accessor, tft_output,
+                                         params.batch_size, shuffle=True).map(_to_xy)
+    evaluation = training.transformed_dataset(fn_args.eval_files, fn_args.data_accessor, tft_output,
+                                              params.batch_size, shuffle=False).map(_to_xy)
+    network = model_lib.build(params.stage_filters, params.blocks_per_stage, params.dropout)
+    network.compile(optimizer=tf.keras.optimizers.Adam(params.learning_rate),
+                    loss=model_lib.masked_loss, metrics=[model_lib.TrainingPixelRMSE()])
+    logging.info("key-point network: %d parameters", network.count_params())
+    network.fit(train, validation_data=evaluation, epochs=params.epochs, verbose=2,
+                callbacks=training.keras_callbacks(fn_args, monitor="val_rmse_px"))
+    # Trained as a plain image->coordinates network; export wraps it with the Transform
+    # graph and maps its outputs back to pixels.
+    inputs = tf.keras.Input(shape=(SIZE * SIZE,), name=config.IMAGE_FEATURE)
+    serving = tf.keras.Model({config.IMAGE_FEATURE: inputs}, network(inputs), name="keypoints")
+    training.export_saved_model(serving, tft_output, fn_args.serving_model_dir,
+                                label_columns=config.KEYPOINT_COLUMNS, postprocess=_postprocess)

@@ -1,0 +1,38 @@
+"""Transform module of the key-point branch: ``preprocessing_fn`` for TFX Transform.
+
+Raw features: 30 coordinate columns (pixels, ``MISSING_COORDINATE`` where unlabelled) and
+``Image`` (9216 space-separated ints). Outputs: the standardized image, normalized targets
+with their mask for training, and pixel targets for evaluation. No augmentation here:
+this graph is the one serving applies.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from components.common import image
+from pipelines import config
+
+_HALF = (config.KEYPOINT_IMAGE_SIZE - 1) / 2.0  # pixel-centre coordinates -> [-1, 1]
+
+
+def normalize_coordinates(pixels: tf.Tensor) -> tf.Tensor:
+    return (pixels - _HALF) / _HALF
+
+
+def denormalize_coordinates(normalized: tf.Tensor) -> tf.Tensor:
+    return normalized * _HALF + _HALF
+
+
+def preprocessing_fn(inputs, custom_config=None):
+    del custom_config  # carries the code fingerprint only (cache invalidation)
+    raw = image.decode_pixel_strings(inputs[config.KEYPOINT_IMAGE_COLUMN], config.KEYPOINT_IMAGE_SIZE)
+    scaled = raw / 255.0
+    outputs = {config.IMAGE_FEATURE: image.standardize(raw, tft.mean(scaled), tf.sqrt(tft.var(scaled)))}
+    coords = tf.concat([tf.reshape(tf.cast(inputs[c], tf.float32), [-1, 1])
+                        for c in config.KEYPOINT_COLUMNS], axis=1)
+    known = coords >= 0.0
+    outputs[config.KEYPOINTS_PIXELS] = coords
+    outputs[config.KEYPOINTS_MASK] = tf.cast(known, tf.float32)
+    outputs[config.KEYPOINTS_TARGET] = tf.where(known, normalize_coordinates(coords), 0.0)
+    return outputs

@@ -1,0 +1,65 @@
+"""``emotion-ai``: the one command users drive the project with."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from pipelines import config
+
+
+def _profile(name: str) -> config.Profile:
+    return config.PROFILES[name]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Emotion AI Pipeline: facial key points and expressions, trained, gated and served with TFX."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--profile", type=click.Choice(sorted(config.PROFILES)), default=config.DEFAULT_PROFILE,
+              show_default=True, help="Data sizes, hyperparameters and gates.")
+@click.option("--keypoints-csv", "keypoints_csvs", type=click.Path(path_type=Path), multiple=True,
+              help="Key-point CSV(s) (Kaggle layout, plain or .gz). Default: all in the data dir.")
+@click.option("--emotion-csv", "emotion_csvs", type=click.Path(path_type=Path), multiple=True,
+              help="Expression CSV(s) (emotion,pixels; plain or .gz). Default: all in the data dir.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=config.DATA_DIR, show_default=True,
+              help="Where CSVs are found; sample data is generated here when it holds none.")
+@click.option("--pipeline-root", type=click.Path(path_type=Path), default=config.PIPELINE_ROOT, show_default=True)
+@click.option("--model-repo", type=click.Path(path_type=Path), default=config.MODEL_REPO, show_default=True,
+              help="TF Serving model repository the Pusher writes to.")
+@click.option("--no-cache", is_flag=True, help="Re-run every component even if its inputs are unchanged.")
+def run(profile, keypoints_csvs, emotion_csvs, data_dir, pipeline_root, model_repo, no_cache) -> None:
+    """Run the whole two-branch pipeline on the local Beam runner."""
+    from data.readers import InputDataError
+    from pipelines import local_runner
+
+    try:
+        result = local_runner.run(_profile(profile), pipeline_root, model_repo, data_dir,
+                                  keypoints_csvs, emotion_csvs, enable_cache=not no_cache)
+    except InputDataError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(local_runner.format_summary(result))
+
+
+@main.command("generate-data")
+@click.option("--out", type=click.Path(path_type=Path), default=config.DATA_DIR, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--keypoint-rows", type=int, default=config.PROFILES[config.DEFAULT_PROFILE].sample_keypoint_rows,
+              show_default=True)
+@click.option("--emotion-rows", type=int, default=config.PROFILES[config.DEFAULT_PROFILE].sample_emotion_rows,
+              show_default=True)
+def generate_data(out, seed, keypoint_rows, emotion_rows) -> None:
+    """Write the deterministic synthetic sample data in the two real CSV formats."""
+    from data import generator
+
+    for path in generator.generate(out, keypoint_rows, emotion_rows, seed):
+        click.echo(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""``create_pipeline``: the two-branch TFX DAG, wiring only.
+
+Per branch (key points, expressions), with unique component ids:
+CsvExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer
+-> Resolver (latest blessed model of this branch) -> Evaluator -> Pusher.
+
+All ML logic lives in the module files under ``components/``; all names, sizes and
+thresholds in ``pipelines.config``. Local runners and the Kubeflow runner call this one
+function.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from tfx.types import standard_artifacts
+
+from pipelines import config
+
+_MODULES = {
+    "keypoints": ("components.keypoints.transform.preprocessing_fn", "components.keypoints.trainer.run_fn"),
+    "emotion": ("components.emotion.transform.preprocessing_fn", "components.emotion.trainer.run_fn"),
+}
+
+
+def keypoints_eval_config(thresholds: config.Thresholds) -> tfma.EvalConfig:
+    """Gate: RMSE in pixels over known key points, absolute bound and no regression."""
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(
+            signature_name="serving_default",
+            preprocessing_function_names=["transform_features"],
+            label_key=config.KEYPOINTS_PIXELS,
+            prediction_key=config.KEYPOINTS_OUTPUT,
+        )],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(
+                class_name="MaskedPixelRMSE", module="components.keypoints.metrics",
+                threshold=tfma.MetricThreshold(
+                    value_threshold=tfma.GenericValueThreshold(
+                        upper_bound={"value": thresholds.keypoints_max_rmse_px}),
+                    change_threshold=tfma.GenericChangeThreshold(
+                        direction=tfma.MetricDirection.LOWER_IS_BETTER,
+                        absolute={"value": thresholds.keypoints_rmse_change_px}))),
+            tfma.MetricConfig(class_name="ExampleCount"),
+        ])],
+    )
+
+
+def emotion_eval_config(thresholds: config.Thresholds) -> tfma.EvalConfig:
+    """Gate: accuracy with an absolute floor and no regression against the baseline."""
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(
+            signature_name="serving_default",
+            preprocessing_function_names=["transform_features"],
+            label_key=config.EMOTION_LABEL,
+            prediction_key=config.EMOTION_OUTPUT,
+        )],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(
+                class_name="SparseCategoricalAccuracy",
+                threshold=tfma.MetricThreshold(
+                    value_threshold=tfma.GenericValueThreshold(
+                        lower_bound={"value": thresholds.emotion_min_accuracy}),
+                    change_threshold=tfma.GenericChangeThreshold(
+                        direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                        absolute={"value": -thresholds.emotion_accuracy_change}))),
+            tfma.MetricConfig(class_name="ExampleCount"),
+        ])],
+    )
+
+
+_EVAL_CONFIGS = {"keypoints": keypoints_eval_config, "emotion": emotion_eval_config}
+
+
+def _branch(branch: config.Branch, input_base: str, profile: config.Profile, model_repo: str,
+            code_version: str) -> list:
+    """The nine components of one model branch."""
+    cid = branch.component_id
+    params = getattr(profile, branch.name)
+    example_gen = tfx.components.CsvExampleGen(
+        input_base=input_base,
+        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+            tfx.proto.SplitConfig.Split(name="train", hash_buckets=profile.train_hash_buckets),
+            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=profile.eval_hash_buckets),
+        ])),
+    ).with_id(cid("CsvExampleGen"))
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"]).with_id(cid("StatisticsGen"))
+    schema_gen = tfx.components.SchemaGen(
+        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True).with_id(cid("SchemaGen"))
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"]).with_id(cid("ExampleValidator"))
+    preprocessing_fn, run_fn = _MODULES[branch.name]
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=preprocessing_fn,
+        custom_config={"code_version": code_version},
+        disable_statistics=True,
+    ).with_id(cid("Transform"))
+    trainer = tfx.components.Trainer(
+        run_fn=run_fn,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config={"model": _params_dict(params), "code_version": code_version},
+    ).with_id(cid("Trainer"))
+    # Scoped to this branch's Trainer and Evaluator: unscoped, the strategy returns the
+    # other branch's model as the baseline.
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=standard_artifacts.Model, producer_component_id=trainer.id),
+        model_blessing=tfx.dsl.Channel(type=standard_artifacts.ModelBlessing,
+                                       producer_component_id=cid("Evaluator")),
+    ).with_id(cid("LatestBlessedModelResolver"))
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        eval_config=_EVAL_CONFIGS[branch.name](profile.thresholds),
+        example_splits=["eval"],
+    ).with_id(cid("Evaluator"))
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=f"{model_repo.rstrip('/')}/{branch.name}")),
+    ).with_id(cid("Pusher"))
+    return [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
+            model_resolver, evaluator, pusher]
+
+
+def _params_dict(params: config.ModelParams) -> dict:
+    values = {f: getattr(params, f) for f in params.__dataclass_fields__}
+    values["stage_filters"] = list(values["stage_filters"])
+    return values
+
+
+def create_pipeline(
+    *,
+    pipeline_root: str,
+    keypoints_input: str,
+    emotion_input: str,
+    model_repo: str,
+    profile: config.Profile,
+    metadata_connection_config=None,
+    beam_pipeline_args: Sequence[str] = config.BEAM_PIPELINE_ARGS,
+    enable_cache: bool = True,
+    pipeline_name: str = config.PIPELINE_NAME,
+) -> tfx.dsl.Pipeline:
+    """Both branches in one pipeline. Inputs are folders of staged CSVs (or URIs)."""
+    code_version = config.code_fingerprint()
+    components = (_branch(config.KEYPOINTS, keypoints_input, profile, model_repo, code_version)
+                  + _branch(config.EMOTION, emotion_input, profile, model_repo, code_version))
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,
+        components=components,
+        enable_cache=enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(beam_pipeline_args),
+    )
