@@ -21,6 +21,7 @@ MODEL_REPO = Path(os.environ.get("EMOTION_AI_MODEL_REPO", PROJECT_ROOT / "servin
 METADATA_FILE = "metadata.sqlite"  # under the pipeline root
 STAGING_DIR = "staged"  # under the pipeline root: validated CSVs that CsvExampleGen reads
 REJECTED_DIR = "rejected"  # under the pipeline root: rows refused by validation
+MODEL_REPO_KEEP_VERSIONS = 5  # versions per model kept in the serving repository
 
 # --- key points: Kaggle "Facial Keypoints Detection" layout --------------------------
 KEYPOINT_NAMES = (

@@ -100,8 +100,10 @@ def format_summary(result: RunResult) -> str:
             lines.append(f"    pushed: nothing new (cached; version {b.pushed_version} is already in {b.pushed_to})")
         elif b.pushed:
             lines.append(f"    pushed: version {b.pushed_version} -> {b.pushed_to}")
+        elif b.identical_to_version:
+            lines.append(f"    pushed: nothing new (identical to version {b.identical_to_version})")
         else:
-            lines.append("    pushed: no" + (" (not blessed)" if b.blessed is False else " (nothing new)"))
+            lines.append("    pushed: no" + (" (not blessed)" if b.blessed is False else ""))
     lines.append("  components (state, seconds):")
     for c in result.summary.components:
         lines.append(f"    {c.node_id:<40} {c.state:<9} {c.seconds:8.1f}")

@@ -14,8 +14,10 @@ from typing import Sequence
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts
 
+from components import repository_pusher
 from pipelines import config
 
 _MODULES = {
@@ -37,6 +39,7 @@ def keypoints_eval_config(thresholds: config.Thresholds) -> tfma.EvalConfig:
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(
                 class_name="MaskedPixelRMSE", module="components.keypoints.metrics",
+                config='"name": "rmse_px"',
                 threshold=tfma.MetricThreshold(
                     value_threshold=tfma.GenericValueThreshold(
                         upper_bound={"value": thresholds.keypoints_max_rmse_px}),
@@ -60,7 +63,7 @@ def emotion_eval_config(thresholds: config.Thresholds) -> tfma.EvalConfig:
         slicing_specs=[tfma.SlicingSpec()],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(
-                class_name="SparseCategoricalAccuracy",
+                class_name="SparseCategoricalAccuracy", config='"name": "accuracy"',
                 threshold=tfma.MetricThreshold(
                     value_threshold=tfma.GenericValueThreshold(
                         lower_bound={"value": thresholds.emotion_min_accuracy}),
@@ -132,6 +135,8 @@ def _branch(branch: config.Branch, input_base: str, profile: config.Profile, mod
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=f"{model_repo.rstrip('/')}/{branch.name}")),
+        custom_config={"keep_versions": config.MODEL_REPO_KEEP_VERSIONS},
+        custom_executor_spec=executor_spec.ExecutorClassSpec(repository_pusher.Executor),
     ).with_id(cid("Pusher"))
     return [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
             model_resolver, evaluator, pusher]

@@ -39,6 +39,7 @@ class BranchSummary:
     pushed: bool
     pushed_to: str | None
     pushed_version: str | None
+    identical_to_version: str | None  # blessed, but already the newest version: not pushed
     anomalies: dict[str, list[str]]  # split -> anomaly descriptions
     model_uri: str | None
 
@@ -153,6 +154,7 @@ def summarize(pipeline_root: Path, run_id: str | None = None) -> RunSummary:
             pushed=bool(pushed_model and _custom(pushed_model, "pushed")),
             pushed_to=_custom(pushed_model, "pushed_destination") if pushed_model else None,
             pushed_version=_custom(pushed_model, "pushed_version") if pushed_model else None,
+            identical_to_version=_custom(pushed_model, "identical_to_version") if pushed_model else None,
             anomalies=anomalies,
             model_uri=os.path.join(model.uri, "Format-Serving") if model else None,
         )
