@@ -102,6 +102,8 @@ def find_csvs(data_dir: Path) -> dict[str, list[Path]]:
     if not Path(data_dir).is_dir():
         return found
     for path in sorted(Path(data_dir).rglob("*")):
+        if any(part.startswith(".") for part in path.relative_to(data_dir).parts):
+            continue  # hidden files and folders (editor backups, partial copies)
         if path.is_file() and (path.name.endswith(".csv") or path.name.endswith(".csv.gz")):
             found[detect_kind(path)].append(path)
     return found

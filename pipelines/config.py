@@ -82,6 +82,7 @@ class ModelParams:
     batch_size: int
     learning_rate: float
     dropout: float = 0.0
+    stem_stride: int = 1  # 2 halves the resolution before the residual stages (96x96 input)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +116,7 @@ PROFILES = {
         sample_keypoint_rows=160,
         sample_emotion_rows=250,
         keypoints=ModelParams(stage_filters=(8, 16), blocks_per_stage=1, epochs=1,
-                              batch_size=32, learning_rate=2e-3),
+                              batch_size=32, learning_rate=2e-3, stem_stride=2),
         emotion=ModelParams(stage_filters=(8, 16), blocks_per_stage=1, epochs=1,
                             batch_size=32, learning_rate=2e-3),
         thresholds=Thresholds(keypoints_max_rmse_px=60.0, keypoints_rmse_change_px=1e9,
@@ -127,7 +128,7 @@ PROFILES = {
         sample_keypoint_rows=2000,
         sample_emotion_rows=3000,
         keypoints=ModelParams(stage_filters=(32, 64, 128, 256), blocks_per_stage=2, epochs=12,
-                              batch_size=64, learning_rate=1e-3, dropout=0.1),
+                              batch_size=64, learning_rate=1e-3, dropout=0.1, stem_stride=2),
         emotion=ModelParams(stage_filters=(32, 64, 128, 256), blocks_per_stage=2, epochs=12,
                             batch_size=64, learning_rate=1e-3, dropout=0.3),
         thresholds=Thresholds(keypoints_max_rmse_px=6.0, keypoints_rmse_change_px=0.05,

@@ -28,11 +28,11 @@ def residual_block(x: tf.Tensor, filters: int, stride: int, name: str) -> tf.Ten
     return layers.ReLU(name=f"{name}_out")(y)
 
 
-def residual_trunk(inputs: tf.Tensor, stage_filters, blocks_per_stage: int, stem_filters: int | None = None) -> tf.Tensor:
+def residual_trunk(inputs: tf.Tensor, stage_filters, blocks_per_stage: int, stem_stride: int = 1) -> tf.Tensor:
     """Conv stem, then residual stages (the first block of each later stage halves the
     resolution through a projection shortcut), then global average pooling."""
-    stem = stem_filters or stage_filters[0]
-    x = layers.Conv2D(stem, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = layers.Conv2D(stage_filters[0], 3, strides=stem_stride, padding="same", use_bias=False,
+                      name="stem_conv")(inputs)
     x = layers.BatchNormalization(name="stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
     for s, filters in enumerate(stage_filters):

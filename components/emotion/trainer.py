@@ -46,7 +46,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     labels = np.concatenate([y.numpy() for _, y in train])
     weights = class_weights(labels)
     logging.info("emotion class counts %s, weights %s", np.bincount(labels, minlength=N_CLASSES).tolist(), weights)
-    network = model_lib.build(params.stage_filters, params.blocks_per_stage, params.dropout)
+    network = model_lib.build(params.stage_filters, params.blocks_per_stage, params.dropout,
+                             params.stem_stride)
     network.compile(optimizer=tf.keras.optimizers.Adam(params.learning_rate),
                     loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     logging.info("expression network: %d parameters", network.count_params())

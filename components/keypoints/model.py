@@ -9,12 +9,12 @@ from pipelines import config
 N_OUTPUTS = len(config.KEYPOINT_COLUMNS)
 
 
-def build(stage_filters, blocks_per_stage: int, dropout: float = 0.0) -> tf.keras.Model:
+def build(stage_filters, blocks_per_stage: int, dropout: float = 0.0, stem_stride: int = 1) -> tf.keras.Model:
     """Input: standardized image ``[batch, 96*96]``; output: normalized coordinates ``[batch, 30]``."""
     size = config.KEYPOINT_IMAGE_SIZE
     inputs = tf.keras.Input(shape=(size * size,), name=config.IMAGE_FEATURE)
     x = tf.keras.layers.Reshape((size, size, 1))(inputs)
-    x = residual_trunk(x, stage_filters, blocks_per_stage)
+    x = residual_trunk(x, stage_filters, blocks_per_stage, stem_stride)
     if dropout:
         x = tf.keras.layers.Dropout(dropout)(x)
     outputs = tf.keras.layers.Dense(N_OUTPUTS, name="coordinates")(x)

@@ -32,7 +32,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                          params.batch_size, shuffle=True).map(_to_xy)
     evaluation = training.transformed_dataset(fn_args.eval_files, fn_args.data_accessor, tft_output,
                                               params.batch_size, shuffle=False).map(_to_xy)
-    network = model_lib.build(params.stage_filters, params.blocks_per_stage, params.dropout)
+    network = model_lib.build(params.stage_filters, params.blocks_per_stage, params.dropout,
+                             params.stem_stride)
     network.compile(optimizer=tf.keras.optimizers.Adam(params.learning_rate),
                     loss=model_lib.masked_loss, metrics=[model_lib.TrainingPixelRMSE()])
     logging.info("key-point network: %d parameters", network.count_params())

@@ -1,0 +1,54 @@
+# Emotion AI Pipeline. `make run` and `make test` do all set-up from nothing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+UV        := $(VENV)/bin/uv
+UV_VERSION := 0.13.8
+PROFILE   ?= full
+PYTEST_ARGS ?=
+# ml-metadata / tensorflow-data-validation 1.21 exist only as manylinux_2_39 wheels; they
+# are installed for that platform tag everywhere and patched where glibc is older
+# (tools/glibc_compat.py, a no-op on glibc >= 2.38).
+PLATFORM  := $(shell uname -m)-manylinux_2_39
+
+# A Python 3.11: on PATH, else pyenv's, else Debian's. (Debian 13's python3 is 3.13.)
+PYTHON311 ?= $(shell for p in python3.11 $$HOME/.pyenv/versions/3.11*/bin/python3.11 /usr/local/bin/python3.11 /usr/bin/python3.11; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys, venv, ensurepip; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null && { command -v $$p; break; }; done)
+
+.PHONY: help setup run test lock clean distclean
+
+help:
+	@echo "make run    set up .venv and run the whole pipeline (PROFILE=$(PROFILE)) on data/ (sample data generated if empty)"
+	@echo "make test   set up .venv and run the test suite"
+	@echo "make lock   re-resolve constraints.txt from requirements.in"
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: constraints.txt requirements.in setup.py tools/glibc_compat.py tools/glibc_shim.cc
+	@if [ -z "$(PYTHON311)" ]; then echo "error: no Python 3.11 found (install python3.11 or set PYTHON311=/path/to/python3.11)" >&2; exit 1; fi
+	@start=$$(date +%s); \
+	set -e; \
+	if [ ! -x $(PY) ]; then echo "creating $(VENV) with $(PYTHON311)"; $(PYTHON311) -m venv $(VENV); fi; \
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); \
+	$(UV) pip install --python $(PY) --python-platform $(PLATFORM) -r requirements.in -c constraints.txt; \
+	$(UV) pip install --python $(PY) --no-deps -e .; \
+	$(PY) tools/glibc_compat.py; \
+	echo "setup: $$(( $$(date +%s) - start )) s, $(VENV) is $$(du -sh $(VENV) | cut -f1)"
+	@touch $@
+
+run: setup
+	$(VENV)/bin/emotion-ai run --profile $(PROFILE)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lock:
+	$(UV) pip compile requirements.in --python-version 3.11 --python-platform x86_64-manylinux_2_39 -o constraints.txt
+
+clean:
+	rm -rf pipeline_output serving/model_repository .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,121 @@
+"""The whole two-branch pipeline on tiny data (smoke profile, 1 epoch), run in-process.
+
+One module-wide sequence of runs on one pipeline root:
+1. first run with a file of malformed rows beside the good data: both models blessed and
+   pushed, bad rows counted and reported;
+2. the same data again: cached up to the Trainers, nothing new pushed;
+3. a profile whose gates cannot pass: not blessed, not pushed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data import readers
+from pipelines import config, local_runner
+
+SMOKE = config.PROFILES["smoke"]
+
+
+@pytest.fixture(scope="module")
+def workspace(tiny_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    data_dir = root / "data"
+    shutil.copytree(tiny_data["dir"], data_dir)
+    pixels = " ".join(["5"] * 48 * 48)
+    (data_dir / "emotion_extra.csv").write_text(
+        f"emotion,pixels\n1,{pixels}\n7,{pixels}\n2,1 2 3\n")  # line 3: bad label; line 4: short image
+    return {"data": data_dir, "root": root / "root", "repo": root / "repo"}
+
+
+@pytest.fixture(scope="module")
+def first_run(workspace):
+    return local_runner.run(SMOKE, workspace["root"], workspace["repo"], workspace["data"])
+
+
+@pytest.fixture(scope="module")
+def second_run(first_run, workspace):
+    return local_runner.run(SMOKE, workspace["root"], workspace["repo"], workspace["data"])
+
+
+def _versions(repo, model):
+    return sorted(p.name for p in (repo / model).iterdir() if p.name.isdigit())
+
+
+def test_first_run_blesses_and_pushes_both_models(first_run, workspace):
+    summary = first_run.summary
+    for name in ("keypoints", "emotion"):
+        branch = summary.branches[name]
+        assert branch.blessed is True, branch.validation_failures
+        assert branch.pushed and branch.pushed_version
+        assert (workspace["repo"] / name / branch.pushed_version / "saved_model.pb").exists()
+    assert all(c.state == "complete" for c in summary.components)
+    assert len(summary.components) == 18  # nine per branch
+    assert summary.branches["keypoints"].metrics["rmse_px"] > 0
+    assert 0 <= summary.branches["emotion"].metrics["accuracy"] <= 1
+    text = local_runner.format_summary(first_run)
+    assert "BLESSED" in text and "pushed: version" in text
+
+
+def test_malformed_rows_are_counted_not_fatal(first_run):
+    emotion = first_run.staged["emotion"]
+    assert emotion.rows_rejected == 2
+    assert emotion.rows_read == 120 + 3
+    rejected = emotion.rejected_path.read_text()
+    assert "emotion_extra.csv,3,emotion: label 7 outside 0..4" in rejected
+    assert "emotion_extra.csv,4,\"expected 2304 pixels (48x48), got 3\"" in rejected
+    assert "2 rejected" in local_runner.format_summary(first_run)
+
+
+def test_pushed_models_serve_raw_examples_in_user_units(first_run, workspace):
+    kp_version = first_run.summary.branches["keypoints"].pushed_version
+    em_version = first_run.summary.branches["emotion"].pushed_version
+    kp = tf.saved_model.load(str(workspace["repo"] / "keypoints" / kp_version))
+    em = tf.saved_model.load(str(workspace["repo"] / "emotion" / em_version))
+    rows = list(readers.iter_rows("keypoints", workspace["data"] / "keypoints.csv"))[:3]
+    examples = [tf.train.Example(features=tf.train.Features(feature={
+        "Image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[rec[-1].encode()]))})).SerializeToString()
+        for _, rec, _, _ in rows]
+    coords = kp.signatures["serving_default"](examples=tf.constant(examples))[config.KEYPOINTS_OUTPUT].numpy()
+    assert coords.shape == (3, 30)
+    assert np.all(np.isfinite(coords)) and -48 < coords.mean() < 144  # pixel units, not normalized
+    pixels = " ".join(["120"] * 48 * 48).encode()
+    example = tf.train.Example(features=tf.train.Features(feature={
+        "pixels": tf.train.Feature(bytes_list=tf.train.BytesList(value=[pixels]))})).SerializeToString()
+    out = em.signatures["serving_default"](examples=tf.constant([example, example]))
+    probs = out[config.EMOTION_OUTPUT].numpy()
+    assert probs.shape == (2, 5)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert out["label"].numpy()[0].decode() in config.EMOTION_CLASSES
+
+
+def test_second_run_on_unchanged_data_is_cached_and_pushes_nothing(second_run, first_run, workspace):
+    states = {c.node_id: c.state for c in second_run.summary.components}
+    for kind in ("CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer"):
+        for branch in ("keypoints", "emotion"):
+            assert states[f"{kind}_{branch}"] == "cached", (kind, branch, states)
+    for name in ("keypoints", "emotion"):
+        branch = second_run.summary.branches[name]
+        assert not branch.pushed
+        assert branch.identical_to_version == first_run.summary.branches[name].pushed_version
+        assert _versions(workspace["repo"], name) == [first_run.summary.branches[name].pushed_version]
+    assert "nothing new" in local_runner.format_summary(second_run)
+
+
+def test_failing_gates_block_the_push(second_run, workspace):
+    strict = dataclasses.replace(SMOKE, thresholds=config.Thresholds(
+        keypoints_max_rmse_px=0.001, keypoints_rmse_change_px=1e9,
+        emotion_min_accuracy=1.01, emotion_accuracy_change=1.0))
+    before = {m: _versions(workspace["repo"], m) for m in ("keypoints", "emotion")}
+    result = local_runner.run(strict, workspace["root"], workspace["repo"], workspace["data"])
+    for name in ("keypoints", "emotion"):
+        branch = result.summary.branches[name]
+        assert branch.blessed is False
+        assert branch.validation_failures, "the failed threshold is reported"
+        assert not branch.pushed
+        assert _versions(workspace["repo"], name) == before[name]
+    assert "NOT BLESSED" in local_runner.format_summary(result)
