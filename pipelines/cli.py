@@ -46,6 +46,27 @@ def run(profile, keypoints_csvs, emotion_csvs, data_dir, pipeline_root, model_re
     click.echo(local_runner.format_summary(result))
 
 
+@main.command()
+@click.option("--model-repo", type=click.Path(path_type=Path), default=config.MODEL_REPO, show_default=True)
+@click.option("--keypoints-csv", type=click.Path(path_type=Path), help="Kaggle-layout CSV (plain or .gz).")
+@click.option("--emotion-csv", type=click.Path(path_type=Path), help="emotion,pixels CSV (plain or .gz).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("metrics.json"), show_default=True)
+def evaluate(model_repo, keypoints_csv, emotion_csv, out) -> None:
+    """Score the newest pushed models, through their serving signatures, on CSVs."""
+    from data.readers import InputDataError
+    from pipelines import evaluate as evaluation
+
+    if not keypoints_csv and not emotion_csv:
+        raise click.UsageError("give --keypoints-csv and/or --emotion-csv")
+    try:
+        result = evaluation.evaluate(model_repo, keypoints_csv, emotion_csv)
+    except (InputDataError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    evaluation.write_json(result, out)
+    click.echo(evaluation.format_table(result))
+    click.echo(f"wrote {out}")
+
+
 @main.command("generate-data")
 @click.option("--out", type=click.Path(path_type=Path), default=config.DATA_DIR, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -83,6 +83,7 @@ class ModelParams:
     learning_rate: float
     dropout: float = 0.0
     stem_stride: int = 1  # 2 halves the resolution before the residual stages (96x96 input)
+    augment: bool = True  # training split only: flip, rotation, scale, shift, brightness/contrast
 
 
 @dataclasses.dataclass(frozen=True)

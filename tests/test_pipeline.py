@@ -119,3 +119,33 @@ def test_failing_gates_block_the_push(second_run, workspace):
         assert not branch.pushed
         assert _versions(workspace["repo"], name) == before[name]
     assert "NOT BLESSED" in local_runner.format_summary(result)
+
+
+def test_evaluate_scores_plain_gzip_and_malformed_csvs_through_the_served_models(first_run, workspace, tmp_path):
+    import gzip
+    import json
+
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+
+    kp_plain = workspace["data"] / "keypoints.csv"
+    em_lines = (workspace["data"] / "emotion.csv").read_text().splitlines()
+    em_gz = tmp_path / "emotion.csv.gz"
+    with gzip.open(em_gz, "wt") as f:  # gzip, CRLF, plus two malformed rows
+        f.write("\r\n".join(em_lines[:41] + ["9," + em_lines[1].split(",")[1], "1,1 2 3"]) + "\r\n")
+    out = tmp_path / "metrics.json"
+    result = CliRunner().invoke(main, ["evaluate", "--model-repo", str(workspace["repo"]), "--keypoints-csv",
+                                       str(kp_plain), "--emotion-csv", str(em_gz), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    kp, em = metrics["keypoints"], metrics["emotion"]
+    assert (kp["rows_scored"], kp["rows_rejected"]) == (80, 0)
+    assert (em["rows_scored"], em["rows_rejected"]) == (40, 2)
+    assert set(kp["per_point_rmse_px"]) == set(config.KEYPOINT_NAMES)
+    assert 0 < kp["rmse_px"] < 96 and kp["mean_point_error_px"] > 0
+    assert 0 <= em["accuracy"] <= 1 and 0 <= em["macro_f1"] <= 1
+    assert set(em["per_class"]) == set(config.EMOTION_CLASSES)
+    assert sum(map(sum, em["confusion_matrix"]["rows_true_columns_predicted"])) == 40
+    assert sum(v["support"] for v in em["per_class"].values()) == 40
+    assert "RMSE" in result.output and "macro F1" in result.output

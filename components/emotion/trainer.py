@@ -7,7 +7,7 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx import v1 as tfx
 
-from components.common import training
+from components.common import augment, training
 from components.emotion import model as model_lib
 from pipelines import config
 
@@ -17,6 +17,11 @@ N_CLASSES = len(config.EMOTION_CLASSES)
 
 def _to_xy(features):
     return features[config.IMAGE_FEATURE], features[config.EMOTION_LABEL]
+
+
+def _augment(x, y):
+    images = augment.augment_images(tf.reshape(x, [-1, SIZE, SIZE, 1]))
+    return tf.reshape(images, [-1, SIZE * SIZE]), y
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:
@@ -45,6 +50,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                               params.batch_size, shuffle=False).map(_to_xy)
     labels = np.concatenate([y.numpy() for _, y in train])
     weights = class_weights(labels)
+    if params.augment:
+        train = train.map(_augment, num_parallel_calls=tf.data.AUTOTUNE)
     logging.info("emotion class counts %s, weights %s", np.bincount(labels, minlength=N_CLASSES).tolist(), weights)
     network = model_lib.build(params.stage_filters, params.blocks_per_stage, params.dropout,
                              params.stem_stride)

@@ -6,7 +6,7 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx import v1 as tfx
 
-from components.common import training
+from components.common import augment, training
 from components.keypoints import model as model_lib
 from components.keypoints.transform import denormalize_coordinates
 from pipelines import config
@@ -20,6 +20,13 @@ def _to_xy(features):
     return x, y
 
 
+def _augment(x, y):
+    images = tf.reshape(x, [-1, SIZE, SIZE, 1])
+    n = len(config.KEYPOINT_COLUMNS)
+    images, targets, mask = augment.augment_keypoints(images, y[:, :n], y[:, n:])
+    return tf.reshape(images, [-1, SIZE * SIZE]), tf.concat([targets, mask], axis=-1)
+
+
 def _postprocess(normalized):
     return {config.KEYPOINTS_OUTPUT: denormalize_coordinates(normalized)}
 
@@ -30,6 +37,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     train = training.transformed_dataset(fn_args.train_files, fn_args.data_accessor, tft_output,
                                          params.batch_size, shuffle=True).map(_to_xy)
+    if params.augment:
+        train = train.map(_augment, num_parallel_calls=tf.data.AUTOTUNE)
     evaluation = training.transformed_dataset(fn_args.eval_files, fn_args.data_accessor, tft_output,
                                               params.batch_size, shuffle=False).map(_to_xy)
     network = model_lib.build(params.stage_filters, params.blocks_per_stage, params.dropout,
