@@ -67,6 +67,22 @@ def evaluate(model_repo, keypoints_csv, emotion_csv, out) -> None:
     click.echo(f"wrote {out}")
 
 
+@main.command()
+@click.option("--run", "run_id", default="latest", show_default=True, help="Pipeline run id, or 'latest'.")
+@click.option("--pipeline-root", type=click.Path(path_type=Path), default=config.PIPELINE_ROOT, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Default: <pipeline root>/reports/<run id>/report.html")
+def report(run_id, pipeline_root, out) -> None:
+    """Render one self-contained HTML evaluation report of a pipeline run."""
+    from pipelines import report as report_lib
+
+    try:
+        path = report_lib.write(pipeline_root, None if run_id == "latest" else run_id, out)
+    except (KeyError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from None
+    click.echo(str(path))
+
+
 @main.command("generate-data")
 @click.option("--out", type=click.Path(path_type=Path), default=config.DATA_DIR, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -94,6 +94,8 @@ class Thresholds:
     keypoints_rmse_change_px: float  # candidate may be at most this much worse than baseline
     emotion_min_accuracy: float
     emotion_accuracy_change: float  # candidate may be at most this much worse than baseline
+    emotion_min_macro_recall: float = 0.0
+    emotion_macro_recall_change: float = 1.0  # allowed degradation against the baseline
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +135,8 @@ PROFILES = {
         emotion=ModelParams(stage_filters=(32, 64, 128, 256), blocks_per_stage=2, epochs=12,
                             batch_size=64, learning_rate=1e-3, dropout=0.3),
         thresholds=Thresholds(keypoints_max_rmse_px=6.0, keypoints_rmse_change_px=0.05,
-                              emotion_min_accuracy=0.45, emotion_accuracy_change=0.005),
+                              emotion_min_accuracy=0.45, emotion_accuracy_change=0.005,
+                              emotion_min_macro_recall=0.40, emotion_macro_recall_change=0.01),
     ),
 }
 DEFAULT_PROFILE = "full"

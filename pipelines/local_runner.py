@@ -15,7 +15,7 @@ from tfx import v1 as tfx
 from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
 from data import generator, readers
-from pipelines import config, run_summary
+from pipelines import config, report, run_summary, tracking
 from pipelines.pipeline import create_pipeline
 
 log = logging.getLogger("emotion_ai")
@@ -25,6 +25,9 @@ log = logging.getLogger("emotion_ai")
 class RunResult:
     summary: run_summary.RunSummary
     staged: dict[str, readers.StageResult]
+    pipeline_root: Path
+    report_path: Path | None = None
+    mlflow_run_id: str | None = None
 
 
 def resolve_inputs(data_dir: Path, keypoints_csvs: Sequence[Path] = (), emotion_csvs: Sequence[Path] = (),
@@ -76,7 +79,12 @@ def run(profile: config.Profile, pipeline_root: Path, model_repo: Path, data_dir
         enable_cache=enable_cache,
     )
     BeamDagRunner().run(pipeline)
-    return RunResult(run_summary.summarize(pipeline_root), staged)
+    summary = run_summary.summarize(pipeline_root)
+    report_path = report.write(pipeline_root, summary.run_id)
+    log.info("evaluation report: %s", report_path)
+    result = RunResult(summary, staged, pipeline_root, report_path)
+    result.mlflow_run_id = tracking.track(result, profile, pipeline_root)
+    return result
 
 
 def format_summary(result: RunResult) -> str:
@@ -109,4 +117,8 @@ def format_summary(result: RunResult) -> str:
         lines.append(f"    {c.node_id:<40} {c.state:<9} {c.seconds:8.1f}")
     total = sum(c.seconds for c in result.summary.components)
     lines.append(f"    {'total':<40} {'':<9} {total:8.1f}")
+    if result.report_path:
+        lines.append(f"  report: {result.report_path}")
+    if result.mlflow_run_id:
+        lines.append(f"  mlflow: run {result.mlflow_run_id} in {tracking.tracking_uri(result.pipeline_root)}")
     return "\n".join(lines)

@@ -51,8 +51,17 @@ def keypoints_eval_config(thresholds: config.Thresholds) -> tfma.EvalConfig:
     )
 
 
+def _floor_and_no_regression(floor: float, allowed_drop: float) -> tfma.MetricThreshold:
+    return tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": floor}),
+        change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                                                     absolute={"value": -allowed_drop}))
+
+
 def emotion_eval_config(thresholds: config.Thresholds) -> tfma.EvalConfig:
-    """Gate: accuracy with an absolute floor and no regression against the baseline."""
+    """Gates: accuracy and macro-averaged recall, each with an absolute floor and no
+    regression against the baseline. Slicing by the true class reports per-class recall
+    (accuracy within a true-class slice is that class's recall)."""
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
             signature_name="serving_default",
@@ -60,16 +69,16 @@ def emotion_eval_config(thresholds: config.Thresholds) -> tfma.EvalConfig:
             label_key=config.EMOTION_LABEL,
             prediction_key=config.EMOTION_OUTPUT,
         )],
-        slicing_specs=[tfma.SlicingSpec()],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[config.EMOTION_LABEL_COLUMN])],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(
                 class_name="SparseCategoricalAccuracy", config='"name": "accuracy"',
-                threshold=tfma.MetricThreshold(
-                    value_threshold=tfma.GenericValueThreshold(
-                        lower_bound={"value": thresholds.emotion_min_accuracy}),
-                    change_threshold=tfma.GenericChangeThreshold(
-                        direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                        absolute={"value": -thresholds.emotion_accuracy_change}))),
+                threshold=_floor_and_no_regression(thresholds.emotion_min_accuracy,
+                                                   thresholds.emotion_accuracy_change)),
+            tfma.MetricConfig(
+                class_name="MacroRecall", module="components.emotion.metrics",
+                threshold=_floor_and_no_regression(thresholds.emotion_min_macro_recall,
+                                                   thresholds.emotion_macro_recall_change)),
             tfma.MetricConfig(class_name="ExampleCount"),
         ])],
     )

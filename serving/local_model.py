@@ -20,7 +20,8 @@ def latest_version(model_repo: Path, model: str) -> tuple[int, Path]:
     return candidates[-1]
 
 
-def _examples(feature: str, pixel_strings) -> tf.Tensor:
+def serialize_pixel_examples(feature: str, pixel_strings) -> tf.Tensor:
+    """Serialized raw tf.Examples holding one pixel-string feature each."""
     return tf.constant([tf.train.Example(features=tf.train.Features(feature={
         feature: tf.train.Feature(bytes_list=tf.train.BytesList(value=[s.encode()]))})).SerializeToString()
         for s in pixel_strings])
@@ -37,5 +38,5 @@ class ServedModel:
         self._feature = config.KEYPOINT_IMAGE_COLUMN if name == "keypoints" else config.EMOTION_PIXELS_COLUMN
 
     def predict_pixel_strings(self, pixel_strings) -> dict[str, np.ndarray]:
-        out = self._serve(examples=_examples(self._feature, pixel_strings))
+        out = self._serve(examples=serialize_pixel_examples(self._feature, pixel_strings))
         return {k: v.numpy() for k, v in out.items()}

@@ -5,6 +5,8 @@ The model-specific parts (network, loss, targets, outputs) stay in each branch's
 """
 from __future__ import annotations
 
+import json
+
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
@@ -51,6 +53,13 @@ def export_saved_model(model: tf.keras.Model, tf_transform_output: tft.TFTransfo
         "serving_default": serve_examples,
         "transform_features": transform_features,
     })
+
+
+def save_history(history: tf.keras.callbacks.History, fn_args: tfx.components.FnArgs) -> None:
+    """Per-epoch training curves beside the TensorBoard logs, for MLflow and reports."""
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(f"{fn_args.model_run_dir}/history.json", "w") as f:
+        f.write(json.dumps({k: [float(v) for v in values] for k, values in history.history.items()}))
 
 
 def keras_callbacks(fn_args: tfx.components.FnArgs, monitor: str) -> list:

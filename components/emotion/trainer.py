@@ -58,8 +58,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     network.compile(optimizer=tf.keras.optimizers.Adam(params.learning_rate),
                     loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     logging.info("expression network: %d parameters", network.count_params())
-    network.fit(train, validation_data=evaluation, epochs=params.epochs, verbose=2, class_weight=weights,
+    history = network.fit(train, validation_data=evaluation, epochs=params.epochs, verbose=2, class_weight=weights,
                 callbacks=training.keras_callbacks(fn_args, monitor="val_accuracy"))
+    training.save_history(history, fn_args)
     inputs = tf.keras.Input(shape=(SIZE * SIZE,), name=config.IMAGE_FEATURE)
     serving = tf.keras.Model({config.IMAGE_FEATURE: inputs}, network(inputs), name="emotion")
     training.export_saved_model(serving, tft_output, fn_args.serving_model_dir,

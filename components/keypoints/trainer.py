@@ -46,10 +46,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     network.compile(optimizer=tf.keras.optimizers.Adam(params.learning_rate),
                     loss=model_lib.masked_loss, metrics=[model_lib.TrainingPixelRMSE()])
     logging.info("key-point network: %d parameters", network.count_params())
-    network.fit(train, validation_data=evaluation, epochs=params.epochs, verbose=2,
+    history = network.fit(train, validation_data=evaluation, epochs=params.epochs, verbose=2,
                 callbacks=training.keras_callbacks(fn_args, monitor="val_rmse_px"))
     # Trained as a plain image->coordinates network; export wraps it with the Transform
     # graph and maps its outputs back to pixels.
+    training.save_history(history, fn_args)
     inputs = tf.keras.Input(shape=(SIZE * SIZE,), name=config.IMAGE_FEATURE)
     serving = tf.keras.Model({config.IMAGE_FEATURE: inputs}, network(inputs), name="keypoints")
     training.export_saved_model(serving, tft_output, fn_args.serving_model_dir,
