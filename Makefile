@@ -17,7 +17,7 @@ PLATFORM  := $(shell uname -m)-manylinux_2_39
 PYTHON311 ?= $(shell for p in python3.11 $$HOME/.pyenv/versions/3.11*/bin/python3.11 /usr/local/bin/python3.11 /usr/bin/python3.11; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys, venv, ensurepip; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null && { command -v $$p; break; }; done)
 
-.PHONY: help setup run test lock clean distclean
+.PHONY: help setup run test browser lock clean distclean
 
 help:
 	@echo "make run    set up .venv and run the whole pipeline (PROFILE=$(PROFILE)) on data/ (sample data generated if empty)"
@@ -41,8 +41,16 @@ $(VENV)/.installed: constraints.txt requirements.in setup.py tools/glibc_compat.
 run: setup
 	$(VENV)/bin/emotion-ai run --profile $(PROFILE)
 
-test: setup
+test: setup browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The report test renders the HTML report in headless Chromium (Debian's package).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the report test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "warning: chromium is missing and cannot be installed here (not root / no apt-get); the report test will fail and say so" >&2; fi; }
 
 lock:
 	$(UV) pip compile requirements.in --python-version 3.11 --python-platform x86_64-manylinux_2_39 -o constraints.txt

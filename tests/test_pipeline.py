@@ -149,3 +149,86 @@ def test_evaluate_scores_plain_gzip_and_malformed_csvs_through_the_served_models
     assert sum(map(sum, em["confusion_matrix"]["rows_true_columns_predicted"])) == 40
     assert sum(v["support"] for v in em["per_class"].values()) == 40
     assert "RMSE" in result.output and "macro F1" in result.output
+
+
+def _render_in_chromium(report_path, tmp_path):
+    """Load the report in headless Chromium and return the DOM after load, with a probe
+    that records how many images decoded."""
+    import shutil as _shutil
+    import subprocess
+
+    browser = _shutil.which("chromium") or _shutil.which("chromium-browser")
+    if browser is None:
+        pytest.fail("headless Chromium is needed to check the report; `make test` installs Debian's "
+                    "`chromium` package (apt-get install chromium)")
+    probe = ("<script>window.addEventListener('load',()=>{const i=[...document.images];"
+             "document.body.setAttribute('data-images',i.length);"
+             "document.body.setAttribute('data-loaded',i.filter(x=>x.complete&&x.naturalWidth>0).length);});</script>")
+    page = tmp_path / "probe.html"
+    page.write_text(report_path.read_text().replace("</body>", probe + "</body>"))
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+
+
+def test_report_renders_in_a_browser_with_every_image_and_the_gates(first_run, tmp_path):
+    import re
+
+    report = first_run.report_path
+    assert report is not None and report.exists()
+    assert report.parent.name == first_run.summary.run_id and report.parent.parent.name == "reports"
+    text = report.read_text()
+    assert "http://" not in text and "https://" not in text, "self-contained: no network"
+    for section in ("<h2>Thresholds", "<h2>Expressions", 'alt="confusion matrix"', 'alt="per-class precision and recall"',
+                    "Misclassified examples", "<h2>Key points", 'alt="per-key-point error"',
+                    'alt="faces with predicted and true key points"', "Worst cases", "<h2>Data",
+                    'alt="class balance"', "Rejected rows (emotion): 2"):
+        assert section in text, section
+    dom = _render_in_chromium(report, tmp_path)
+    images = int(re.search(r'data-images="(\d+)"', dom).group(1))
+    loaded = int(re.search(r'data-loaded="(\d+)"', dom).group(1))
+    assert images >= 8 and loaded == images
+    assert 'class="badge pass">PASS' in dom and "BLESSED" in dom
+
+
+def test_mlflow_tracks_the_run_models_and_registry(first_run, workspace):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from pipelines import tracking
+
+    mlflow.set_tracking_uri(tracking.tracking_uri(workspace["root"]))
+    client = MlflowClient()
+    parent = client.get_run(first_run.mlflow_run_id)
+    assert parent.data.tags["tfx_run_id"] == first_run.summary.run_id
+    assert parent.data.metrics["emotion_rows_rejected"] == 2
+    children = client.search_runs([parent.info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    by_name = {c.info.run_name: c for c in children}
+    assert set(by_name) == {"keypoints", "emotion"}
+    assert "tfma_rmse_px" in by_name["keypoints"].data.metrics
+    assert "tfma_macro_recall" in by_name["emotion"].data.metrics
+    assert by_name["emotion"].data.params["epochs"] == "1"
+    assert by_name["emotion"].data.tags["blessed"] == "True"
+    history = client.get_metric_history(by_name["emotion"].info.run_id, "train_loss")
+    assert len(history) == 1  # one epoch
+    artifacts = [a.path for a in client.list_artifacts(parent.info.run_id)]
+    assert "report.html" in artifacts
+    for name in ("keypoints", "emotion"):
+        versions = client.search_model_versions(f"name = '{tracking.registered_name(name)}'")
+        assert [v.tags["tf_serving_version"] for v in versions] == [first_run.summary.branches[name].pushed_version]
+
+
+def test_change_threshold_against_an_equal_baseline_blocks_the_push(second_run, workspace):
+    """The candidate must beat the last blessed model by a margin it cannot reach."""
+    demanding = dataclasses.replace(SMOKE, thresholds=dataclasses.replace(
+        SMOKE.thresholds, keypoints_rmse_change_px=-1000.0, emotion_accuracy_change=-1.0))
+    before = {m: _versions(workspace["repo"], m) for m in ("keypoints", "emotion")}
+    result = local_runner.run(demanding, workspace["root"], workspace["repo"], workspace["data"])
+    for name in ("keypoints", "emotion"):
+        branch = result.summary.branches[name]
+        assert branch.blessed is False
+        assert any("(change)" in f for f in branch.validation_failures), branch.validation_failures
+        assert not branch.pushed and _versions(workspace["repo"], name) == before[name]
+    assert 'class="badge fail">FAIL' in result.report_path.read_text()
