@@ -26,15 +26,30 @@ def transformed_dataset(file_pattern, data_accessor, tf_transform_output: tft.TF
     ).prefetch(tf.data.AUTOTUNE)
 
 
-def export_saved_model(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
+def prepare(fn_args: tfx.components.FnArgs, to_xy):
+    """Hyperparameters, the Transform output, and the train and eval datasets of
+    ``(inputs, targets)`` pairs made by ``to_xy`` from transformed feature dicts."""
+    params = config.ModelParams(**fn_args.custom_config["model"])
+    tf.keras.utils.set_random_seed(0)
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+
+    def load(files, shuffle):
+        return transformed_dataset(files, fn_args.data_accessor, tft_output, params.batch_size, shuffle).map(to_xy)
+
+    return params, tft_output, load(fn_args.train_files, True), load(fn_args.eval_files, False)
+
+
+def export_saved_model(network: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
                        serving_model_dir: str, label_columns, postprocess) -> None:
-    """Save ``model`` with the signatures serving and TFMA use.
+    """Save ``network`` (flat image -> outputs) with the signatures serving and TFMA use.
 
     * ``serving_default``: serialized raw ``tf.Example`` (no labels) -> Transform graph ->
       model -> ``postprocess(outputs)``, the model's outputs in user units.
     * ``transform_features``: serialized raw ``tf.Example`` -> transformed features; TFMA
       runs it to get the evaluation labels.
     """
+    inputs = tf.keras.Input(shape=network.input_shape[1:], name=config.IMAGE_FEATURE)
+    model = tf.keras.Model({config.IMAGE_FEATURE: inputs}, network(inputs))
     model.tft_layer = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
     serving_spec = {k: v for k, v in raw_spec.items() if k not in label_columns}

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_transform as tft
 from absl import logging
 from tfx import v1 as tfx
 
@@ -41,13 +40,7 @@ def _postprocess(probabilities):
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    params = config.ModelParams(**fn_args.custom_config["model"])
-    tf.keras.utils.set_random_seed(0)
-    tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    train = training.transformed_dataset(fn_args.train_files, fn_args.data_accessor, tft_output,
-                                         params.batch_size, shuffle=True).map(_to_xy)
-    evaluation = training.transformed_dataset(fn_args.eval_files, fn_args.data_accessor, tft_output,
-                                              params.batch_size, shuffle=False).map(_to_xy)
+    params, tft_output, train, evaluation = training.prepare(fn_args, _to_xy)
     labels = np.concatenate([y.numpy() for _, y in train])
     weights = class_weights(labels)
     if params.augment:
@@ -59,9 +52,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                     loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     logging.info("expression network: %d parameters", network.count_params())
     history = network.fit(train, validation_data=evaluation, epochs=params.epochs, verbose=2, class_weight=weights,
-                callbacks=training.keras_callbacks(fn_args, monitor="val_accuracy"))
+                          callbacks=training.keras_callbacks(fn_args, monitor="val_accuracy"))
     training.save_history(history, fn_args)
-    inputs = tf.keras.Input(shape=(SIZE * SIZE,), name=config.IMAGE_FEATURE)
-    serving = tf.keras.Model({config.IMAGE_FEATURE: inputs}, network(inputs), name="emotion")
-    training.export_saved_model(serving, tft_output, fn_args.serving_model_dir,
+    training.export_saved_model(network, tft_output, fn_args.serving_model_dir,
                                 label_columns=(config.EMOTION_LABEL_COLUMN,), postprocess=_postprocess)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import tensorflow as tf
-import tensorflow_transform as tft
 from absl import logging
 from tfx import v1 as tfx
 
@@ -32,26 +31,18 @@ def _postprocess(normalized):
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    params = config.ModelParams(**fn_args.custom_config["model"])
-    tf.keras.utils.set_random_seed(0)
-    tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    train = training.transformed_dataset(fn_args.train_files, fn_args.data_accessor, tft_output,
-                                         params.batch_size, shuffle=True).map(_to_xy)
+    params, tft_output, train, evaluation = training.prepare(fn_args, _to_xy)
     if params.augment:
         train = train.map(_augment, num_parallel_calls=tf.data.AUTOTUNE)
-    evaluation = training.transformed_dataset(fn_args.eval_files, fn_args.data_accessor, tft_output,
-                                              params.batch_size, shuffle=False).map(_to_xy)
     network = model_lib.build(params.stage_filters, params.blocks_per_stage, params.dropout,
                              params.stem_stride)
     network.compile(optimizer=tf.keras.optimizers.Adam(params.learning_rate),
                     loss=model_lib.masked_loss, metrics=[model_lib.TrainingPixelRMSE()])
     logging.info("key-point network: %d parameters", network.count_params())
     history = network.fit(train, validation_data=evaluation, epochs=params.epochs, verbose=2,
-                callbacks=training.keras_callbacks(fn_args, monitor="val_rmse_px"))
+                          callbacks=training.keras_callbacks(fn_args, monitor="val_rmse_px"))
+    training.save_history(history, fn_args)
     # Trained as a plain image->coordinates network; export wraps it with the Transform
     # graph and maps its outputs back to pixels.
-    training.save_history(history, fn_args)
-    inputs = tf.keras.Input(shape=(SIZE * SIZE,), name=config.IMAGE_FEATURE)
-    serving = tf.keras.Model({config.IMAGE_FEATURE: inputs}, network(inputs), name="keypoints")
-    training.export_saved_model(serving, tft_output, fn_args.serving_model_dir,
+    training.export_saved_model(network, tft_output, fn_args.serving_model_dir,
                                 label_columns=config.KEYPOINT_COLUMNS, postprocess=_postprocess)
