@@ -30,7 +30,7 @@ def keypoints_eval_config(thresholds: config.Thresholds) -> tfma.EvalConfig:
     """Gate: RMSE in pixels over known key points, absolute bound and no regression."""
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
-            signature_name="serving_default",
+            signature_name="serving_examples",
             preprocessing_function_names=["transform_features"],
             label_key=config.KEYPOINTS_PIXELS,
             prediction_key=config.KEYPOINTS_OUTPUT,
@@ -64,7 +64,7 @@ def emotion_eval_config(thresholds: config.Thresholds) -> tfma.EvalConfig:
     (accuracy within a true-class slice is that class's recall)."""
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
-            signature_name="serving_default",
+            signature_name="serving_examples",
             preprocessing_function_names=["transform_features"],
             label_key=config.EMOTION_LABEL,
             prediction_key=config.EMOTION_OUTPUT,

@@ -136,11 +136,8 @@ def _rejected(pipeline_root: Path, kind: str) -> list[dict]:
 def _predict(model_uri: str, examples: list[dict], feature: str) -> dict[str, np.ndarray]:
     import tensorflow as tf
 
-    from serving.local_model import serialize_pixel_examples
-
     model = tf.saved_model.load(model_uri)
-    out = model.signatures["serving_default"](
-        examples=serialize_pixel_examples(feature, [e[feature].decode() for e in examples]))
+    out = model.signatures["serving_pixels"](pixels=tf.constant([e[feature] for e in examples]))
     return {k: v.numpy() for k, v in out.items()}
 
 

@@ -20,23 +20,20 @@ def latest_version(model_repo: Path, model: str) -> tuple[int, Path]:
     return candidates[-1]
 
 
-def serialize_pixel_examples(feature: str, pixel_strings) -> tf.Tensor:
-    """Serialized raw tf.Examples holding one pixel-string feature each."""
-    return tf.constant([tf.train.Example(features=tf.train.Features(feature={
-        feature: tf.train.Feature(bytes_list=tf.train.BytesList(value=[s.encode()]))})).SerializeToString()
-        for s in pixel_strings])
-
-
 class ServedModel:
-    """One pushed model version, called through ``serving_default`` on raw tf.Examples."""
+    """One pushed model version, called through its serving signatures."""
 
     def __init__(self, model_repo: Path, name: str):
         self.name = name
         self.version, self.path = latest_version(model_repo, name)
         self._model = tf.saved_model.load(str(self.path))
-        self._serve = self._model.signatures["serving_default"]
-        self._feature = config.KEYPOINT_IMAGE_COLUMN if name == "keypoints" else config.EMOTION_PIXELS_COLUMN
 
     def predict_pixel_strings(self, pixel_strings) -> dict[str, np.ndarray]:
-        out = self._serve(examples=serialize_pixel_examples(self._feature, pixel_strings))
+        """The datasets' pixel strings, through ``serving_pixels``."""
+        out = self._model.signatures["serving_pixels"](pixels=tf.constant(list(pixel_strings)))
+        return {k: v.numpy() for k, v in out.items()}
+
+    def predict_images(self, encoded_images) -> dict[str, np.ndarray]:
+        """Encoded image bytes (PNG/JPEG/...), through ``serving_default``."""
+        out = self._model.signatures["serving_default"](images=tf.constant(list(encoded_images)))
         return {k: v.numpy() for k, v in out.items()}

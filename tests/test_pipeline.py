@@ -71,26 +71,55 @@ def test_malformed_rows_are_counted_not_fatal(first_run):
     assert "2 rejected" in local_runner.format_summary(first_run)
 
 
-def test_pushed_models_serve_raw_examples_in_user_units(first_run, workspace):
+def _encode(array, fmt, size=None, mode="L"):
+    import io
+
+    from PIL import Image
+
+    image = Image.fromarray(array).convert(mode)
+    if size:
+        image = image.resize(size, Image.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_pushed_models_serve_examples_pixels_and_encoded_images(first_run, workspace):
     kp_version = first_run.summary.branches["keypoints"].pushed_version
     em_version = first_run.summary.branches["emotion"].pushed_version
     kp = tf.saved_model.load(str(workspace["repo"] / "keypoints" / kp_version))
     em = tf.saved_model.load(str(workspace["repo"] / "emotion" / em_version))
+    assert {"serving_default", "serving_pixels", "serving_examples", "transform_features"} <= set(kp.signatures)
     rows = list(readers.iter_rows("keypoints", workspace["data"] / "keypoints.csv"))[:3]
+    pixel_strings = [rec[-1] for _, rec, _, _ in rows]
     examples = [tf.train.Example(features=tf.train.Features(feature={
-        "Image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[rec[-1].encode()]))})).SerializeToString()
-        for _, rec, _, _ in rows]
-    coords = kp.signatures["serving_default"](examples=tf.constant(examples))[config.KEYPOINTS_OUTPUT].numpy()
-    assert coords.shape == (3, 30)
-    assert np.all(np.isfinite(coords)) and -48 < coords.mean() < 144  # pixel units, not normalized
+        "Image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[p.encode()]))})).SerializeToString()
+        for p in pixel_strings]
+    by_example = kp.signatures["serving_examples"](examples=tf.constant(examples))[config.KEYPOINTS_OUTPUT].numpy()
+    by_pixels = kp.signatures["serving_pixels"](pixels=tf.constant(pixel_strings))[config.KEYPOINTS_OUTPUT].numpy()
+    assert by_example.shape == (3, 30)
+    assert np.all(np.isfinite(by_example)) and -48 < by_example.mean() < 144  # pixel units, not normalized
+    np.testing.assert_allclose(by_pixels, by_example, atol=1e-4)
+    # Encoded images: the same face as PNG at 96x96, and as a colour JPEG stretched to 192x144.
+    face = np.asarray(pixel_strings[0].split(), dtype=np.uint8).reshape(96, 96)
+    served = kp.signatures["serving_default"](images=tf.constant([
+        _encode(face, "PNG"), _encode(face, "JPEG", size=(192, 144), mode="RGB")]))[config.KEYPOINTS_OUTPUT].numpy()
+    np.testing.assert_allclose(served[0], by_pixels[0], atol=1e-3)  # lossless PNG: identical input
+    stretched = served[1].reshape(15, 2)
+    expected = (by_pixels[0].reshape(15, 2) + 0.5) * [2.0, 1.5] - 0.5  # in the caller's image coordinates
+    assert np.abs(stretched - expected).mean() < 4.0
     pixels = " ".join(["120"] * 48 * 48).encode()
     example = tf.train.Example(features=tf.train.Features(feature={
         "pixels": tf.train.Feature(bytes_list=tf.train.BytesList(value=[pixels]))})).SerializeToString()
-    out = em.signatures["serving_default"](examples=tf.constant([example, example]))
+    out = em.signatures["serving_examples"](examples=tf.constant([example, example]))
     probs = out[config.EMOTION_OUTPUT].numpy()
     assert probs.shape == (2, 5)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     assert out["label"].numpy()[0].decode() in config.EMOTION_CLASSES
+    colour = np.stack([face] * 3, axis=-1)
+    image_out = em.signatures["serving_default"](images=tf.constant([_encode(colour, "JPEG", mode="RGB")]))
+    assert image_out[config.EMOTION_OUTPUT].numpy().shape == (1, 5)
+    assert image_out["label"].numpy()[0].decode() in config.EMOTION_CLASSES
 
 
 def test_second_run_on_unchanged_data_is_cached_and_pushes_nothing(second_run, first_run, workspace):

@@ -39,33 +39,69 @@ def prepare(fn_args: tfx.components.FnArgs, to_xy):
     return params, tft_output, load(fn_args.train_files, True), load(fn_args.eval_files, False)
 
 
-def export_saved_model(network: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
-                       serving_model_dir: str, label_columns, postprocess) -> None:
-    """Save ``network`` (flat image -> outputs) with the signatures serving and TFMA use.
+def decode_images(images: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Encoded images (PNG, JPEG, BMP, GIF; any size, colour or grey) -> pixel strings of
+    ``size`` x ``size`` grey images, as in the datasets, and each input's ``(height, width)``."""
 
-    * ``serving_default``: serialized raw ``tf.Example`` (no labels) -> Transform graph ->
-      model -> ``postprocess(outputs)``, the model's outputs in user units.
+    def one(encoded):
+        image = tf.io.decode_image(encoded, channels=1, expand_animations=False)
+        hw = tf.shape(image)[:2]
+        resized = tf.image.resize(tf.cast(image, tf.float32), [size, size], method="bilinear", antialias=True)
+        pixels = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.int32)
+        return tf.strings.reduce_join(tf.strings.as_string(tf.reshape(pixels, [-1])), separator=" "), hw
+
+    return tf.map_fn(one, images, fn_output_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec([2], tf.int32)))
+
+
+def export_saved_model(network: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
+                       serving_model_dir: str, pixel_column: str, image_size: int, postprocess) -> None:
+    """Save ``network`` (flat standardized image -> outputs) with the signatures serving and
+    TFMA use. Every signature runs the Transform graph, so preprocessing is the training one.
+
+    * ``serving_default``: encoded image bytes (``images``; base64 in TF Serving's JSON) ->
+      outputs in user units; key points in the input image's pixel coordinates.
+    * ``serving_pixels``: the datasets' space-separated pixel strings (``pixels``), for batch
+      scoring of CSV rows.
+    * ``serving_examples``: serialized raw ``tf.Example`` (``examples``); TFMA evaluates it.
     * ``transform_features``: serialized raw ``tf.Example`` -> transformed features; TFMA
-      runs it to get the evaluation labels.
+      takes the evaluation labels from it.
+
+    ``postprocess(outputs, image_hw)`` turns network outputs into the served dict;
+    ``image_hw`` is None unless the input was an encoded image.
     """
     inputs = tf.keras.Input(shape=network.input_shape[1:], name=config.IMAGE_FEATURE)
     model = tf.keras.Model({config.IMAGE_FEATURE: inputs}, network(inputs))
     model.tft_layer = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
-    serving_spec = {k: v for k, v in raw_spec.items() if k not in label_columns}
+    serving_spec = {pixel_column: raw_spec[pixel_column]}
+
+    def run(features):
+        return model(model.tft_layer(features), training=False)
+
+    def run_pixels(pixel_strings):
+        return run({pixel_column: tf.reshape(pixel_strings, [-1, 1])})
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    def serve_images(images):
+        pixel_strings, image_hw = decode_images(images, image_size)
+        return postprocess(run_pixels(pixel_strings), image_hw)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="pixels")])
+    def serve_pixels(pixels):
+        return postprocess(run_pixels(pixels), None)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(serialized):
-        features = tf.io.parse_example(serialized, serving_spec)
-        transformed = model.tft_layer(features)
-        return postprocess(model(transformed, training=False))
+        return postprocess(run(tf.io.parse_example(serialized, serving_spec)), None)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_features(serialized):
         return model.tft_layer(tf.io.parse_example(serialized, raw_spec))
 
     model.save(serving_model_dir, save_format="tf", signatures={
-        "serving_default": serve_examples,
+        "serving_default": serve_images,
+        "serving_pixels": serve_pixels,
+        "serving_examples": serve_examples,
         "transform_features": transform_features,
     })
 

@@ -30,7 +30,8 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
     return {i: float(w) for i, w in enumerate(weights)}
 
 
-def _postprocess(probabilities):
+def _postprocess(probabilities, image_hw):
+    del image_hw  # class probabilities do not depend on the input size
     class_id = tf.argmax(probabilities, axis=-1)
     return {
         config.EMOTION_OUTPUT: probabilities,
@@ -55,4 +56,4 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                           callbacks=training.keras_callbacks(fn_args, monitor="val_accuracy"))
     training.save_history(history, fn_args)
     training.export_saved_model(network, tft_output, fn_args.serving_model_dir,
-                                label_columns=(config.EMOTION_LABEL_COLUMN,), postprocess=_postprocess)
+                                pixel_column=config.EMOTION_PIXELS_COLUMN, image_size=SIZE, postprocess=_postprocess)

@@ -26,8 +26,15 @@ def _augment(x, y):
     return tf.reshape(images, [-1, SIZE * SIZE]), tf.concat([targets, mask], axis=-1)
 
 
-def _postprocess(normalized):
-    return {config.KEYPOINTS_OUTPUT: denormalize_coordinates(normalized)}
+def _postprocess(normalized, image_hw):
+    """Pixels of the 96x96 frame, or of the caller's image when it sent one (scaled per axis,
+    pixel-centre convention)."""
+    coords = denormalize_coordinates(normalized)
+    if image_hw is not None:
+        hw = tf.cast(image_hw, tf.float32)
+        scale = tf.tile(tf.stack([hw[:, 1], hw[:, 0]], axis=-1) / SIZE, [1, len(config.KEYPOINT_NAMES)])
+        coords = (coords + 0.5) * scale - 0.5
+    return {config.KEYPOINTS_OUTPUT: coords}
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -45,4 +52,4 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # Trained as a plain image->coordinates network; export wraps it with the Transform
     # graph and maps its outputs back to pixels.
     training.export_saved_model(network, tft_output, fn_args.serving_model_dir,
-                                label_columns=config.KEYPOINT_COLUMNS, postprocess=_postprocess)
+                                pixel_column=config.KEYPOINT_IMAGE_COLUMN, image_size=SIZE, postprocess=_postprocess)
