@@ -8,7 +8,9 @@ version directory:
 * a blessed model identical to the newest pushed version is not pushed again (a re-run
   on unchanged data re-blesses the same model against itself);
 * versions are increasing integers (Unix time, bumped on a same-second clash), and only
-  the newest ``keep_versions`` are kept.
+  the newest ``keep_versions`` are kept;
+* TF Serving's ``models.config``, ``monitoring.config`` and ``batching.config`` are
+  (re)written at the repository root after each push.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from tfx.components.pusher import executor as tfx_pusher
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import json_utils, proto_utils
 from tfx.proto import pusher_pb2
+
+from serving import repository_config
 
 
 def model_digest(path: Path) -> str:
@@ -58,6 +62,7 @@ def push_atomically(model_path: Path, base: Path, keep_versions: int) -> tuple[s
     for old in versions(base)[:-keep_versions] if keep_versions > 0 else []:
         shutil.rmtree(base / str(old), ignore_errors=True)
         logging.info("removed old version %s/%s (keeping %d)", base, old, keep_versions)
+    repository_config.write_configs(base.parent)
     return str(version), True
 
 

@@ -22,6 +22,7 @@ METADATA_FILE = "metadata.sqlite"  # under the pipeline root
 STAGING_DIR = "staged"  # under the pipeline root: validated CSVs that CsvExampleGen reads
 REJECTED_DIR = "rejected"  # under the pipeline root: rows refused by validation
 MODEL_REPO_KEEP_VERSIONS = 5  # versions per model kept in the serving repository
+SERVING_MAX_BATCH = 32  # TF Serving batching.config
 
 # --- key points: Kaggle "Facial Keypoints Detection" layout --------------------------
 KEYPOINT_NAMES = (

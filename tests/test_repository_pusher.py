@@ -29,3 +29,30 @@ def test_versions_increase_within_one_second_and_old_ones_are_pruned(tmp_path):
     assert len(set(pushed)) == 4
     assert versions(repo) == [int(v) for v in pushed[-2:]]
     assert not [p for p in repo.iterdir() if p.name.startswith(".")], "no staging directory left behind"
+
+
+def test_push_writes_tf_serving_configs_for_every_model(tmp_path):
+    import re
+
+    import yaml
+
+    repo = tmp_path / "model_repository"
+    push_atomically(_model(tmp_path / "k", b"k"), repo / "keypoints", keep_versions=2)
+    assert re.findall(r'name: "(\w+)"', (repo / "models.config").read_text()) == ["keypoints"]
+    push_atomically(_model(tmp_path / "e", b"e"), repo / "emotion", keep_versions=2)
+    text = (repo / "models.config").read_text()
+    assert re.findall(r'name: "(\w+)"', text) == ["emotion", "keypoints"]
+    assert 'base_path: "/models/emotion"' in text and 'model_platform: "tensorflow"' in text
+    assert text.count("{") == text.count("}")
+    assert "prometheus_config" in (repo / "monitoring.config").read_text()
+    assert "max_batch_size { value: 32 }" in (repo / "batching.config").read_text()
+    # The compose file serves exactly this repository layout on the standard ports.
+    from pathlib import Path
+
+    compose = yaml.safe_load((Path(__file__).parent.parent / "serving" / "docker-compose.yml").read_text())
+    service = compose["services"]["tf-serving"]
+    assert service["image"].startswith("tensorflow/serving:")
+    assert {"8500:8500", "8501:8501"} == set(service["ports"])
+    assert "./model_repository:/models:ro" in service["volumes"]
+    assert "--model_config_file=/models/models.config" in service["command"]
+    assert "--monitoring_config_file=/models/monitoring.config" in service["command"]
