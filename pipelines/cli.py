@@ -83,6 +83,24 @@ def report(run_id, pipeline_root, out) -> None:
     click.echo(str(path))
 
 
+@main.command("compile-kubeflow")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("kubeflow/emotion-ai-pipeline.json"),
+              show_default=True)
+@click.option("--image", default=None, help="Container image holding this project (see kubeflow/).")
+@click.option("--pipeline-root", required=True, help="e.g. gs://bucket/emotion-ai or s3://... (staged CSVs under staged/)")
+@click.option("--model-repo", default=None, help="Default: <pipeline root>/model_repository")
+@click.option("--profile", type=click.Choice(sorted(config.PROFILES)), default=config.DEFAULT_PROFILE, show_default=True)
+@click.option("--beam-arg", "beam_args", multiple=True, help="Beam pipeline argument (repeatable), e.g. --runner=DataflowRunner")
+def compile_kubeflow(out, image, pipeline_root, model_repo, profile, beam_args) -> None:
+    """Compile the same pipeline into a Kubeflow Pipelines v2 spec."""
+    from kubeflow import runner
+
+    kwargs = {"beam_args": beam_args} if beam_args else {}
+    path = runner.compile_pipeline(out, image=image or runner.DEFAULT_IMAGE, pipeline_root=pipeline_root,
+                                   model_repo=model_repo, profile=_profile(profile), **kwargs)
+    click.echo(str(path))
+
+
 @main.command("generate-data")
 @click.option("--out", type=click.Path(path_type=Path), default=config.DATA_DIR, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
