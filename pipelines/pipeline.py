@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts
@@ -40,22 +41,28 @@ def keypoints_eval_config(thresholds: config.Thresholds) -> tfma.EvalConfig:
             tfma.MetricConfig(
                 class_name="MaskedPixelRMSE", module="components.keypoints.metrics",
                 config='"name": "rmse_px"',
-                threshold=tfma.MetricThreshold(
+                per_slice_thresholds=overall_only(tfma.MetricThreshold(
                     value_threshold=tfma.GenericValueThreshold(
                         upper_bound={"value": thresholds.keypoints_max_rmse_px}),
                     change_threshold=tfma.GenericChangeThreshold(
                         direction=tfma.MetricDirection.LOWER_IS_BETTER,
-                        absolute={"value": thresholds.keypoints_rmse_change_px}))),
+                        absolute={"value": thresholds.keypoints_rmse_change_px})))),
             tfma.MetricConfig(class_name="ExampleCount"),
         ])],
     )
 
 
-def _floor_and_no_regression(floor: float, allowed_drop: float) -> tfma.MetricThreshold:
-    return tfma.MetricThreshold(
+def overall_only(threshold: tfma.MetricThreshold) -> list[config_pb2.PerSliceMetricThreshold]:
+    """Gate on the overall slice only: a plain ``threshold`` would also apply to every
+    per-class slice, failing the model whenever one class's recall is under the floor."""
+    return [config_pb2.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)]
+
+
+def _floor_and_no_regression(floor: float, allowed_drop: float) -> list[config_pb2.PerSliceMetricThreshold]:
+    return overall_only(tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": floor}),
         change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                                                     absolute={"value": -allowed_drop}))
+                                                     absolute={"value": -allowed_drop})))
 
 
 def emotion_eval_config(thresholds: config.Thresholds) -> tfma.EvalConfig:
@@ -73,11 +80,11 @@ def emotion_eval_config(thresholds: config.Thresholds) -> tfma.EvalConfig:
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(
                 class_name="SparseCategoricalAccuracy", config='"name": "accuracy"',
-                threshold=_floor_and_no_regression(thresholds.emotion_min_accuracy,
+                per_slice_thresholds=_floor_and_no_regression(thresholds.emotion_min_accuracy,
                                                    thresholds.emotion_accuracy_change)),
             tfma.MetricConfig(
                 class_name="MacroRecall", module="components.emotion.metrics",
-                threshold=_floor_and_no_regression(thresholds.emotion_min_macro_recall,
+                per_slice_thresholds=_floor_and_no_regression(thresholds.emotion_min_macro_recall,
                                                    thresholds.emotion_macro_recall_change)),
             tfma.MetricConfig(class_name="ExampleCount"),
         ])],

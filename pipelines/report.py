@@ -63,10 +63,12 @@ def _thresholds(eval_result, model: str, metrics: dict, failures: list[str]) -> 
     gates = []
     for spec in eval_result.config.metrics_specs:
         for metric in spec.metrics:
-            if not metric.HasField("threshold"):
+            thresholds = [metric.threshold] if metric.HasField("threshold") else []
+            thresholds += [t.threshold for t in metric.per_slice_thresholds]
+            if not thresholds:
                 continue
             name = _metric_name(metric)
-            value_t, change_t = metric.threshold.value_threshold, metric.threshold.change_threshold
+            value_t, change_t = thresholds[0].value_threshold, thresholds[0].change_threshold
             bounds = []
             if value_t.HasField("lower_bound"):
                 bounds.append(f">= {value_t.lower_bound.value:g}")

@@ -121,10 +121,26 @@ def _evaluation(uri: str) -> tuple[dict[str, float], list[str]]:
                 metrics[kv.key.name] = kv.value.double_value.value
     failures = []
     validation = tfma.load_validation_result(uri)
-    for failure in validation.metric_validations_per_slice:
-        for f in failure.failures:
-            failures.append(f"{f.metric_key.name}{' (change)' if f.metric_key.is_diff else ''}: {f.message}")
+    for per_slice in validation.metric_validations_per_slice:
+        where = ", ".join(f"{k.column}={k.int64_value if k.HasField('int64_value') else k.bytes_value.decode()}"
+                          for k in per_slice.slice_key.single_slice_keys) or "overall"
+        for f in per_slice.failures:
+            value = f.metric_value.double_value.value if f.metric_value.HasField("double_value") else None
+            detail = f.message or (f"value {value:.4g} outside {_bounds(f.metric_threshold)}" if value is not None else "")
+            failures.append(f"{f.metric_key.name}{' (change)' if f.metric_key.is_diff else ''}: {detail} [{where}]")
     return metrics, failures
+
+
+def _bounds(threshold) -> str:
+    parts = []
+    value = threshold.value_threshold
+    if value.HasField("lower_bound"):
+        parts.append(f">= {value.lower_bound.value:g}")
+    if value.HasField("upper_bound"):
+        parts.append(f"<= {value.upper_bound.value:g}")
+    if threshold.change_threshold.HasField("absolute"):
+        parts.append(f"change bound {threshold.change_threshold.absolute.value:g}")
+    return " and ".join(parts) or "threshold"
 
 
 def summarize(pipeline_root: Path, run_id: str | None = None) -> RunSummary:

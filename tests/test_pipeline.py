@@ -261,3 +261,18 @@ def test_change_threshold_against_an_equal_baseline_blocks_the_push(second_run, 
         assert any("(change)" in f for f in branch.validation_failures), branch.validation_failures
         assert not branch.pushed and _versions(workspace["repo"], name) == before[name]
     assert 'class="badge fail">FAIL' in result.report_path.read_text()
+
+
+def test_gates_apply_to_the_overall_slice_not_to_each_class(second_run, workspace):
+    """A floor just under the overall accuracy passes even though some class's recall (its
+    true-class slice) is below it: per-class recall is reported, not gated."""
+    from pipelines import report
+
+    accuracy = second_run.summary.branches["emotion"].metrics["accuracy"]
+    evaluation = second_run.summary.component("Evaluator_emotion").outputs["evaluation"][0].uri
+    recalls = [m["accuracy"] for m in report._slice_metrics(evaluation).values() if "accuracy" in m]
+    floor = accuracy - 0.01
+    assert recalls and min(recalls) < floor, "precondition: one class is under the overall floor"
+    profile = dataclasses.replace(SMOKE, thresholds=dataclasses.replace(SMOKE.thresholds, emotion_min_accuracy=floor))
+    result = local_runner.run(profile, workspace["root"], workspace["repo"], workspace["data"])
+    assert result.summary.branches["emotion"].blessed is True, result.summary.branches["emotion"].validation_failures
