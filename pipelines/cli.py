@@ -83,6 +83,47 @@ def report(run_id, pipeline_root, out) -> None:
     click.echo(str(path))
 
 
+@main.command()
+@click.option("--cron", required=True, help='Cron expression, e.g. "0 3 * * *" (a 6th field is seconds).')
+@click.option("--profile", type=click.Choice(sorted(config.PROFILES)), default=config.DEFAULT_PROFILE, show_default=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=config.DATA_DIR, show_default=True)
+@click.option("--pipeline-root", type=click.Path(path_type=Path), default=config.PIPELINE_ROOT, show_default=True)
+@click.option("--model-repo", type=click.Path(path_type=Path), default=config.MODEL_REPO, show_default=True)
+@click.option("--max-runs", type=int, default=None, help="Stop after this many finished runs.")
+def schedule(cron, profile, data_dir, pipeline_root, model_repo, max_runs) -> None:
+    """Run the pipeline on the local Beam runner at each cron tick, in the foreground."""
+    from pipelines import local_runner, scheduler
+
+    def one_run():
+        result = local_runner.run(_profile(profile), pipeline_root, model_repo, data_dir)
+        click.echo(local_runner.format_summary(result))
+        return result
+
+    try:
+        scheduler.schedule(cron, pipeline_root, one_run, max_runs=max_runs)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--pipeline-root", type=click.Path(path_type=Path), default=config.PIPELINE_ROOT, show_default=True)
+@click.option("--last", type=int, default=20, show_default=True)
+def runs(pipeline_root, last) -> None:
+    """List the run history (scheduled and manual runs through the scheduler)."""
+    from pipelines import scheduler
+
+    entries = scheduler.read_history(pipeline_root)[-last:]
+    if not entries:
+        click.echo(f"no runs recorded in {scheduler.history_path(pipeline_root)}")
+        return
+    click.echo(f"{'start':<26} {'end':<26} {'status':<10} {'models':<44} report")
+    for e in entries:
+        models = " ".join(f"{n}:{'B' if m['blessed'] else '-'}{'P' if m['pushed'] else '-'}"
+                          for n, m in (e.get("models") or {}).items())
+        click.echo(f"{e['start']:<26} {e.get('end', ''):<26} {e['status']:<10} {models or e.get('error', ''):<44} "
+                   f"{e.get('report') or ''}")
+
+
 @main.command("compile-kubeflow")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("kubeflow/emotion-ai-pipeline.json"),
               show_default=True)

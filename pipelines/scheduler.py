@@ -1,0 +1,140 @@
+"""Scheduled local runs: ``emotion-ai schedule --cron EXPR`` and the run history behind ``runs``.
+
+* Ticks come from a cron expression (croniter; a 6th field is seconds).
+* Never two runs at once: each run holds an OS file lock under the pipeline root (released
+  by the kernel if the holder dies), so a tick that finds a run going, from this scheduler
+  or another process, is skipped and recorded.
+* Every tick appends one JSON line to ``<pipeline root>/run_history.jsonl``: start, end,
+  status (succeeded, failed, skipped, aborted), models blessed/pushed, report path, error.
+  A failed run is recorded and the scheduler goes on.
+* SIGINT/SIGTERM: the current run is allowed to finish, then the scheduler exits; a second
+  signal aborts at once (recorded as aborted).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import threading
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from croniter import croniter
+from filelock import FileLock, Timeout
+
+log = logging.getLogger("emotion_ai.scheduler")
+HISTORY_FILE = "run_history.jsonl"
+LOCK_FILE = ".run.lock"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now().astimezone()
+
+
+def history_path(pipeline_root: Path) -> Path:
+    return Path(pipeline_root) / HISTORY_FILE
+
+
+def append_history(pipeline_root: Path, record: dict) -> None:
+    path = history_path(pipeline_root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_history(pipeline_root: Path) -> list[dict]:
+    path = history_path(pipeline_root)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_locked(pipeline_root: Path, run: Callable[[], object]) -> dict:
+    """Run ``run()`` under the pipeline root's lock; return (and record) its history entry."""
+    record = {"start": _now().isoformat(timespec="seconds")}
+    lock = FileLock(str(Path(pipeline_root) / LOCK_FILE))
+    Path(pipeline_root).mkdir(parents=True, exist_ok=True)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        record.update(status="skipped", end=record["start"], error="a run is still going")
+        log.warning("tick at %s skipped: a run is still going", record["start"])
+        append_history(pipeline_root, record)
+        return record
+    try:
+        result = run()
+        record.update(status="succeeded", **_describe(result))
+    except BaseException as exc:  # noqa: BLE001 - recorded, and the scheduler goes on
+        record.update(status="aborted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                      error=f"{type(exc).__name__}: {exc}")
+        log.error("run failed: %s\n%s", exc, traceback.format_exc())
+    finally:
+        record["end"] = _now().isoformat(timespec="seconds")
+        lock.release()
+        append_history(pipeline_root, record)
+    return record
+
+
+def _describe(result) -> dict:
+    summary = getattr(result, "summary", None)
+    if summary is None:
+        return {}
+    return {
+        "run_id": summary.run_id,
+        "report": str(result.report_path) if getattr(result, "report_path", None) else None,
+        "models": {name: {"blessed": b.blessed, "pushed": bool(b.pushed and not b.identical_to_version),
+                          "version": b.pushed_version or b.identical_to_version}
+                   for name, b in summary.branches.items()},
+    }
+
+
+def schedule(cron: str, pipeline_root: Path, run: Callable[[], object], max_runs: int | None = None,
+             stop: threading.Event | None = None) -> list[dict]:
+    """Tick on ``cron`` until stopped (or ``max_runs`` runs have finished); return this
+    scheduler's history entries."""
+    if not croniter.is_valid(cron):
+        raise ValueError(f"invalid cron expression: {cron!r}")
+    stop = stop or threading.Event()
+    entries: list[dict] = []
+    worker: threading.Thread | None = None
+    signals = {"count": 0}
+
+    def on_signal(signum, _frame):
+        signals["count"] += 1
+        if signals["count"] > 1:
+            log.error("second signal: aborting now")
+            append_history(pipeline_root, {"start": _now().isoformat(timespec="seconds"), "status": "aborted",
+                                           "end": _now().isoformat(timespec="seconds"), "error": "second signal"})
+            os._exit(130)
+        log.warning("signal %s: finishing the current run, then stopping", signal.Signals(signum).name)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+
+    def finished() -> int:
+        return sum(1 for e in entries if e["status"] in ("succeeded", "failed"))
+
+    ticks = croniter(cron, _now())
+    log.info("scheduler started: %s (next tick %s)", cron, ticks.get_next(dt.datetime))
+    ticks = croniter(cron, _now())
+    while not stop.is_set() and (max_runs is None or finished() < max_runs):
+        next_tick = ticks.get_next(dt.datetime)
+        if stop.wait(max(0.0, (next_tick - _now()).total_seconds())):
+            break
+        if max_runs is not None and finished() + (1 if worker and worker.is_alive() else 0) >= max_runs:
+            continue
+        if worker and worker.is_alive():
+            entries.append(run_locked(pipeline_root, run))  # lock held by the worker: recorded as skipped
+            continue
+        worker = threading.Thread(target=lambda: entries.append(run_locked(pipeline_root, run)), daemon=True)
+        worker.start()
+        log.info("tick %s: run started", next_tick.isoformat(timespec="seconds"))
+    if worker and worker.is_alive():
+        log.info("waiting for the current run to finish")
+        worker.join()
+    return entries
