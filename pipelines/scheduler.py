@@ -120,8 +120,7 @@ def schedule(cron: str, pipeline_root: Path, run: Callable[[], object], max_runs
         return sum(1 for e in entries if e["status"] in ("succeeded", "failed"))
 
     ticks = croniter(cron, _now())
-    log.info("scheduler started: %s (next tick %s)", cron, ticks.get_next(dt.datetime))
-    ticks = croniter(cron, _now())
+    log.info("scheduler started: %s", cron)
     while not stop.is_set() and (max_runs is None or finished() < max_runs):
         next_tick = ticks.get_next(dt.datetime)
         if stop.wait(max(0.0, (next_tick - _now()).total_seconds())):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from pipelines import config
+
 layers = tf.keras.layers
 
 
@@ -40,3 +42,17 @@ def residual_trunk(inputs: tf.Tensor, stage_filters, blocks_per_stage: int, stem
             stride = 2 if b == 0 and s > 0 else 1
             x = residual_block(x, filters, stride, name=f"stage{s + 1}_block{b + 1}")
     return layers.GlobalAveragePooling2D(name="pool")(x)
+
+
+def residual_network(size: int, head: layers.Layer, name: str, stage_filters, blocks_per_stage: int,
+                     dropout: float = 0.0, stem_stride: int = 1) -> tf.keras.Model:
+    """Flat standardized ``size*size`` image -> residual trunk -> optional dropout -> ``head``.
+
+    Both branches' networks are this, differing only in image size and head.
+    """
+    inputs = tf.keras.Input(shape=(size * size,), name=config.IMAGE_FEATURE)
+    x = layers.Reshape((size, size, 1))(inputs)
+    x = residual_trunk(x, stage_filters, blocks_per_stage, stem_stride)
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    return tf.keras.Model(inputs, head(x), name=name)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components.common.resnet import residual_trunk
+from components.common.resnet import residual_network
 from pipelines import config
 
 N_OUTPUTS = len(config.KEYPOINT_COLUMNS)
@@ -11,14 +11,8 @@ N_OUTPUTS = len(config.KEYPOINT_COLUMNS)
 
 def build(stage_filters, blocks_per_stage: int, dropout: float = 0.0, stem_stride: int = 1) -> tf.keras.Model:
     """Input: standardized image ``[batch, 96*96]``; output: normalized coordinates ``[batch, 30]``."""
-    size = config.KEYPOINT_IMAGE_SIZE
-    inputs = tf.keras.Input(shape=(size * size,), name=config.IMAGE_FEATURE)
-    x = tf.keras.layers.Reshape((size, size, 1))(inputs)
-    x = residual_trunk(x, stage_filters, blocks_per_stage, stem_stride)
-    if dropout:
-        x = tf.keras.layers.Dropout(dropout)(x)
-    outputs = tf.keras.layers.Dense(N_OUTPUTS, name="coordinates")(x)
-    return tf.keras.Model(inputs, outputs, name="keypoint_resnet")
+    return residual_network(config.KEYPOINT_IMAGE_SIZE, tf.keras.layers.Dense(N_OUTPUTS, name="coordinates"),
+                            "keypoint_resnet", stage_filters, blocks_per_stage, dropout, stem_stride)
 
 
 def masked_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
