@@ -37,3 +37,38 @@ def test_compiled_spec_has_both_branches_wired_with_the_image(tmp_path):
     assert images == {"registry.example/emotion:1.2"}
     assert "gs://bucket/root" in json.dumps(spec["runtimeConfig"]) or "gs://bucket/root" in out.read_text()
     assert "--runner=DataflowRunner" in out.read_text()
+
+
+def test_kserve_manifests_parse_and_point_at_the_pushed_models(tmp_path):
+    import yaml
+
+    from kubeflow import kserve
+    from pipelines import config
+
+    committed = list(yaml.safe_load_all(kserve.MANIFEST_FILE.read_text()))
+    assert committed == list(yaml.safe_load_all(kserve.render()))  # the committed file is current
+    out = tmp_path / "isvc.yaml"
+    result = CliRunner().invoke(main, ["kserve-manifests", "--model-repo", "s3://models/emotion-ai/model_repository/",
+                                       "--namespace", "team-a", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    docs = list(yaml.safe_load_all(out.read_text()))
+    assert [d["kind"] for d in docs] == ["InferenceService", "InferenceService"]
+    by_model = {d["metadata"]["labels"]["emotion-ai/model"]: d for d in docs}
+    assert set(by_model) == {b.name for b in config.BRANCHES}
+    for model, doc in by_model.items():
+        assert doc["apiVersion"] == "serving.kserve.io/v1beta1"
+        assert doc["metadata"]["name"] == f"emotion-ai-{model}" and doc["metadata"]["namespace"] == "team-a"
+        predictor = doc["spec"]["predictor"]["model"]
+        assert predictor["modelFormat"]["name"] == "tensorflow"
+        # The base path the Pusher writes versions under: <repo>/<model>/<version>/
+        assert predictor["storageUri"] == f"s3://models/emotion-ai/model_repository/{model}"
+
+
+def test_dockerfile_installs_the_pinned_stack_and_the_project():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "kubeflow" / "Dockerfile").read_text()
+    assert "FROM python:3.11" in text
+    assert "-c constraints.txt" in text and "tools/glibc_compat.py" in text
+    for package in ("pipelines/", "components/", "kubeflow/"):
+        assert f"COPY {package}" in text
