@@ -142,6 +142,38 @@ def compile_kubeflow(out, image, pipeline_root, model_repo, profile, beam_args) 
     click.echo(str(path))
 
 
+@main.command("deploy-kubeflow")
+@click.option("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8080 (kubectl port-forward "
+              "svc/ml-pipeline-ui 8080:80 -n kubeflow) or https://HOST/pipeline")
+@click.option("--cron", required=True, help='Same syntax as `schedule`, e.g. "0 3 * * *" (sent to KFP with seconds first)')
+@click.option("--spec", type=click.Path(path_type=Path), default=Path("kubeflow/emotion-ai-pipeline.json"), show_default=True)
+@click.option("--experiment", default=config.PIPELINE_NAME, show_default=True)
+@click.option("--namespace", default=None, help="Kubeflow profile namespace (multi-user installs)")
+def deploy_kubeflow(host, cron, spec, experiment, namespace) -> None:
+    """Upload the compiled spec to Kubeflow Pipelines and schedule it (replaces an earlier schedule)."""
+    from kubeflow import deploy
+
+    try:
+        result = deploy.deploy(spec, host, cron, experiment=experiment, namespace=namespace)
+    except (ValueError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"pipeline {result.pipeline_id} version {result.version_id}; experiment {result.experiment_id}; "
+               f"recurring run {result.recurring_run_id} on cron '{result.cron}'"
+               + (f" (replaced {', '.join(result.replaced_recurring_runs)})" if result.replaced_recurring_runs else ""))
+
+
+@main.command("kserve-manifests")
+@click.option("--model-repo", default=None, help="URI of the pushed model repository, e.g. gs://BUCKET/emotion-ai/model_repository")
+@click.option("--namespace", default="kubeflow", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: kubeflow/kserve/inference-services.yaml")
+def kserve_manifests(model_repo, namespace, out) -> None:
+    """Write KServe InferenceService manifests (TensorFlow format) for both models."""
+    from kubeflow import kserve
+
+    path = kserve.write(out or kserve.MANIFEST_FILE, model_repo or kserve.DEFAULT_MODEL_REPO_URI, namespace)
+    click.echo(str(path))
+
+
 @main.command("generate-data")
 @click.option("--out", type=click.Path(path_type=Path), default=config.DATA_DIR, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
