@@ -193,6 +193,18 @@ def render_face(rng: np.random.Generator, size: int, expression: str = "Neutral"
     return image, keypoints
 
 
+def render_group_photo(seed: int = 0) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """A 400x240 grey "photo" of two drawn faces (Happy, Surprise) for trying ``predict``;
+    returns the image and each face's box ``(x, y, w, h)``. OpenCV's bundled frontal-face
+    cascade finds both faces of the default seed."""
+    rng = np.random.default_rng(seed)
+    photo = np.full((240, 400), 90, np.uint8)
+    boxes = [(30, 50, 150, 150), (220, 40, 150, 150)]
+    for (x, y, w, h), expression in zip(boxes, ("Happy", "Surprise")):
+        photo[y:y + h, x:x + w], _ = render_face(rng, w, expression)
+    return photo, boxes
+
+
 def _pixels(image: np.ndarray) -> str:
     return " ".join(map(str, image.reshape(-1).tolist()))
 

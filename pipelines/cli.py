@@ -124,6 +124,51 @@ def runs(pipeline_root, last) -> None:
                    f"{e.get('report') or ''}")
 
 
+@main.command()
+@click.option("--model-repo", type=click.Path(path_type=Path), default=config.MODEL_REPO, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 exposes it to the network")
+@click.option("--port", type=int, default=8501, show_default=True)
+@click.option("--poll-seconds", type=float, default=1.0, show_default=True, help="how often to look for new versions")
+@click.option("--max-request-mb", type=float, default=16.0, show_default=True)
+def serve(model_repo, host, port, poll_seconds, max_request_mb) -> None:
+    """Serve the pushed models over TF Serving's REST API (no Docker needed)."""
+    from serving import server
+
+    try:
+        server.serve(model_repo, host, port, poll_seconds, int(max_request_mb * 1024 * 1024))
+    except FileNotFoundError as error:
+        raise click.ClickException(str(error)) from error
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--server", default=None, help="TF Serving REST URL, e.g. http://127.0.0.1:8501 (default: in-process)")
+@click.option("--model-repo", type=click.Path(path_type=Path), default=config.MODEL_REPO, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("predictions"), show_default=True)
+def predict(inputs, server, model_repo, out) -> None:
+    """Find faces in photos (or score dataset CSVs): key points, expression, JSON + annotated image."""
+    from tqdm import tqdm
+
+    from serving import predict as predict_lib
+    from serving.client import ServingError
+
+    try:
+        summaries, errors = predict_lib.run(list(inputs), out, model_repo=model_repo, server=server,
+                                            progress=lambda xs: tqdm(xs, desc="predict", unit="file"))
+    except (FileNotFoundError, ServingError) as error:
+        raise click.ClickException(str(error)) from error
+    for s in summaries:
+        if "faces" in s:
+            found = f"{s['faces']} face(s): {', '.join(s['labels'])}" if s["faces"] else "no face found"
+            click.echo(f"{s['input']}: {found} -> {s['json']}, {s['image']}")
+        else:
+            click.echo(f"{s['input']}: {s['rows_scored']} rows scored, {s['rows_rejected']} rejected -> {s['json']}")
+    for error in errors:
+        click.echo(f"error: {error}", err=True)
+    if errors:
+        raise SystemExit(1)
+
+
 @main.command("compile-kubeflow")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("kubeflow/emotion-ai-pipeline.json"),
               show_default=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -20,3 +21,23 @@ def tiny_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("data")
     keypoints, emotion = generator.generate(out, TINY_KEYPOINT_ROWS, TINY_EMOTION_ROWS, seed=0)
     return {"dir": out, "keypoints": keypoints, "emotion": emotion}
+
+
+@pytest.fixture(scope="session")
+def workspace(tiny_data, tmp_path_factory):
+    """Tiny data plus a file of malformed rows, a pipeline root and a model repository."""
+    root = tmp_path_factory.mktemp("pipeline")
+    data_dir = root / "data"
+    shutil.copytree(tiny_data["dir"], data_dir)
+    pixels = " ".join(["5"] * 48 * 48)
+    (data_dir / "emotion_extra.csv").write_text(
+        f"emotion,pixels\n1,{pixels}\n7,{pixels}\n2,1 2 3\n")  # line 3: bad label; line 4: short image
+    return {"data": data_dir, "root": root / "root", "repo": root / "repo"}
+
+
+@pytest.fixture(scope="session")
+def first_run(workspace):
+    """One smoke-profile run of the whole pipeline; its pushed models serve the serving tests."""
+    from pipelines import config, local_runner
+
+    return local_runner.run(config.PROFILES["smoke"], workspace["root"], workspace["repo"], workspace["data"])

@@ -22,22 +22,6 @@ SMOKE = config.PROFILES["smoke"]
 
 
 @pytest.fixture(scope="module")
-def workspace(tiny_data, tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipeline")
-    data_dir = root / "data"
-    shutil.copytree(tiny_data["dir"], data_dir)
-    pixels = " ".join(["5"] * 48 * 48)
-    (data_dir / "emotion_extra.csv").write_text(
-        f"emotion,pixels\n1,{pixels}\n7,{pixels}\n2,1 2 3\n")  # line 3: bad label; line 4: short image
-    return {"data": data_dir, "root": root / "root", "repo": root / "repo"}
-
-
-@pytest.fixture(scope="module")
-def first_run(workspace):
-    return local_runner.run(SMOKE, workspace["root"], workspace["repo"], workspace["data"])
-
-
-@pytest.fixture(scope="module")
 def second_run(first_run, workspace):
     return local_runner.run(SMOKE, workspace["root"], workspace["repo"], workspace["data"])
 
@@ -183,10 +167,9 @@ def test_evaluate_scores_plain_gzip_and_malformed_csvs_through_the_served_models
 def _render_in_chromium(report_path, tmp_path):
     """Load the report in headless Chromium and return the DOM after load, with a probe
     that records how many images decoded."""
-    import shutil as _shutil
     import subprocess
 
-    browser = _shutil.which("chromium") or _shutil.which("chromium-browser")
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.fail("headless Chromium is needed to check the report; `make test` installs Debian's "
                     "`chromium` package (apt-get install chromium)")

@@ -1,0 +1,194 @@
+"""``emotion-ai predict``: faces in photos -> key points and expression, JSON + annotated image.
+
+Faces are found with OpenCV's bundled Haar cascade (shipped inside opencv-python-headless
+4.x; nothing is downloaded). Each face crop goes to both models through their
+``serving_default`` signature (encoded image bytes), either in-process from the model
+repository or through a TF Serving REST endpoint (``--server``), so the output is what a
+served client would get. CSVs in either dataset format are scored row by row through the
+``serving_pixels`` signature instead.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipelines import config
+
+CASCADE = "haarcascade_frontalface_default.xml"
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+class PredictError(Exception):
+    """A file that cannot be used, with the reason."""
+
+
+class FaceDetector:
+    def __init__(self, scale_factor: float = 1.05, min_neighbors: int = 4, min_size: int = 24):
+        self._cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)
+        if self._cascade.empty():
+            raise RuntimeError(f"OpenCV could not load its bundled {CASCADE}")
+        self.scale_factor, self.min_neighbors, self.min_size = scale_factor, min_neighbors, min_size
+
+    def detect(self, grey: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Face boxes ``(x, y, w, h)`` in pixels, left to right."""
+        boxes = self._cascade.detectMultiScale(cv2.equalizeHist(grey), scaleFactor=self.scale_factor,
+                                               minNeighbors=self.min_neighbors,
+                                               minSize=(self.min_size, self.min_size))
+        return sorted((tuple(int(v) for v in box) for box in boxes), key=lambda b: b[0])
+
+
+class LocalModels:
+    """Both models in-process from the model repository (their serving signatures)."""
+
+    def __init__(self, model_repo: Path):
+        from serving.local_model import ServedModel
+
+        self._models = {b.name: ServedModel(model_repo, b.name) for b in config.BRANCHES}
+        self.source = ", ".join(f"{m.name} v{m.version}" for m in self._models.values())
+
+    def images(self, model: str, encoded: list[bytes]) -> dict[str, np.ndarray]:
+        return self._models[model].predict_images(encoded)
+
+    def pixel_strings(self, model: str, pixels: list[str]) -> dict[str, np.ndarray]:
+        return self._models[model].predict_pixel_strings(pixels)
+
+
+class RemoteModels:
+    """Both models through a TF Serving REST endpoint."""
+
+    def __init__(self, url: str):
+        from serving.client import ServingClient
+
+        self._client = ServingClient(url)
+        versions = {b.name: self._client.status(b.name)["model_version_status"][0]["version"]
+                    for b in config.BRANCHES}
+        self.source = f"{url} (" + ", ".join(f"{k} v{v}" for k, v in versions.items()) + ")"
+
+    def images(self, model: str, encoded: list[bytes]) -> dict[str, np.ndarray]:
+        return self._client.predict_images(model, encoded)
+
+    def pixel_strings(self, model: str, pixels: list[str]) -> dict[str, np.ndarray]:
+        return self._client.predict_pixel_strings(model, pixels)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _emotion(outputs: dict[str, np.ndarray], i: int) -> dict:
+    probabilities = outputs[config.EMOTION_OUTPUT][i]
+    return {"label": _text(outputs["label"][i]),
+            "probabilities": {c: round(float(p), 4) for c, p in zip(config.EMOTION_CLASSES, probabilities)}}
+
+
+def _points(coords: np.ndarray, dx: float = 0.0, dy: float = 0.0) -> dict:
+    xy = np.asarray(coords, dtype=float).reshape(-1, 2) + [dx, dy]
+    return {name: [round(float(x), 2), round(float(y), 2)] for name, (x, y) in zip(config.KEYPOINT_NAMES, xy)}
+
+
+def read_photo(path: Path) -> np.ndarray:
+    """BGR image; a clear error for a missing or undecodable file."""
+    if not path.is_file():
+        raise PredictError(f"{path}: no such file")
+    image = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise PredictError(f"{path}: not a readable image (PNG, JPEG, BMP, TIFF, WebP ...)")
+    return image
+
+
+def predict_photo(path: Path, models, detector: FaceDetector) -> tuple[dict, np.ndarray]:
+    """Faces with boxes, key points in photo coordinates and the expression; and the
+    annotated image."""
+    image = read_photo(path)
+    boxes = detector.detect(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+    result = {"photo": str(path), "width": image.shape[1], "height": image.shape[0], "models": models.source,
+              "faces": []}
+    if boxes:
+        crops = [cv2.imencode(".png", image[y:y + h, x:x + w])[1].tobytes() for x, y, w, h in boxes]
+        keypoints = models.images(config.KEYPOINTS.name, crops)[config.KEYPOINTS_OUTPUT]
+        emotions = models.images(config.EMOTION.name, crops)
+        for i, (x, y, w, h) in enumerate(boxes):
+            # The served model returns points in the crop's pixels; shift them into the photo.
+            result["faces"].append({"box": {"x": x, "y": y, "width": w, "height": h},
+                                    "keypoints": _points(keypoints[i], x, y), "emotion": _emotion(emotions, i)})
+    return result, annotate(image, result["faces"])
+
+
+def annotate(image: np.ndarray, faces: list[dict]) -> np.ndarray:
+    out = image.copy()
+    thickness = max(1, round(max(image.shape[:2]) / 400))
+    for face in faces:
+        b = face["box"]
+        cv2.rectangle(out, (b["x"], b["y"]), (b["x"] + b["width"], b["y"] + b["height"]), (0, 200, 0), thickness)
+        for x, y in face["keypoints"].values():
+            cv2.circle(out, (round(x), round(y)), max(2, thickness + 1), (0, 0, 255), -1)
+        label = f"{face['emotion']['label']} {max(face['emotion']['probabilities'].values()):.2f}"
+        cv2.putText(out, label, (b["x"], max(12, b["y"] - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness + 0.1,
+                    (0, 200, 0), thickness, cv2.LINE_AA)
+    return out
+
+
+def predict_csv(path: Path, models, batch: int = 64) -> dict:
+    """Rows of a CSV in either dataset format through ``serving_pixels``; rows that fail the
+    pipeline's own input checks are listed as rejected (line and reason), not scored."""
+    from data import readers
+
+    try:
+        kind = readers.detect_kind(path)
+        model = config.KEYPOINTS.name if kind == "keypoints" else config.EMOTION.name
+        column = config.KEYPOINT_IMAGE_COLUMN if kind == "keypoints" else config.EMOTION_PIXELS_COLUMN
+        index = readers.STAGED_COLUMNS[kind].index(column)
+        rows, rejected = [], []
+        for line, record, reason, _raw in readers.iter_rows(kind, path):
+            if record is None:
+                rejected.append({"line": line, "reason": reason})
+            else:
+                rows.append((line, record[index]))
+    except readers.InputDataError as error:
+        raise PredictError(str(error)) from error
+    predictions = []
+    for start in range(0, len(rows), batch):
+        chunk = rows[start:start + batch]
+        outputs = models.pixel_strings(model, [p for _, p in chunk])
+        for i, (line, _) in enumerate(chunk):
+            if model == config.KEYPOINTS.name:
+                predictions.append({"line": line, "keypoints": _points(outputs[config.KEYPOINTS_OUTPUT][i])})
+            else:
+                predictions.append({"line": line, "emotion": _emotion(outputs, i)})
+    return {"csv": str(path), "model": model, "models": models.source, "rows_scored": len(predictions),
+            "rows_rejected": len(rejected), "rejected": rejected, "predictions": predictions}
+
+
+def run(inputs: list[Path], out_dir: Path, model_repo: Path | None = None, server: str | None = None,
+        progress=None) -> tuple[list[dict], list[str]]:
+    """Predict every input; returns the per-file summaries and the per-file errors."""
+    models = RemoteModels(server) if server else LocalModels(model_repo or config.MODEL_REPO)
+    detector = FaceDetector()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summaries, errors = [], []
+    for path in (progress(inputs) if progress else inputs):
+        path = Path(path)
+        try:
+            if path.name.lower().endswith((".csv", ".csv.gz")):
+                result = predict_csv(path, models)
+                target = out_dir / f"{path.name.split('.')[0]}.predictions.json"
+                summary = {"input": str(path), "json": str(target), "rows_scored": result["rows_scored"],
+                           "rows_rejected": result["rows_rejected"]}
+            else:
+                result, annotated = predict_photo(path, models, detector)
+                target = out_dir / f"{path.stem}.json"
+                image_path = out_dir / f"{path.stem}.annotated.png"
+                cv2.imwrite(str(image_path), annotated)
+                summary = {"input": str(path), "json": str(target), "image": str(image_path),
+                           "faces": len(result["faces"]),
+                           "labels": [f["emotion"]["label"] for f in result["faces"]]}
+                if not result["faces"]:
+                    result["message"] = "no face found"
+            target.write_text(json.dumps(result, indent=2))
+            summaries.append(summary)
+        except PredictError as error:
+            errors.append(str(error))
+    return summaries, errors

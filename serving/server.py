@@ -1,0 +1,355 @@
+"""``emotion-ai serve``: the TF Serving REST API for the model repository, without Docker.
+
+An ASGI app (FastAPI on uvicorn) implementing the parts of TF Serving's REST API that
+clients of these models use, with TF Serving's request, response and error shapes:
+
+* ``GET  /v1/models/{name}[/versions/{v}]``           version status
+* ``GET  /v1/models/{name}[/versions/{v}]/metadata``  signature definitions
+* ``POST /v1/models/{name}[/versions/{v}]:predict``   ``instances`` (row) or ``inputs``
+  (columnar) format, ``{"b64": ...}`` for binary values, ``signature_name`` optional
+
+Like TF Serving with the Pusher's ``models.config`` (version policy ``latest 1``), each
+model serves its newest version. A poller loads a new version completely before swapping
+it in, and requests that already hold the old version finish on it, so a switch drops
+nothing. (kserve's ModelServer was the first choice; no kserve release co-installs with
+TFX 1.21's protobuf 6.31, see requirements.in.)
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import json
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from fastapi import FastAPI, Request
+from tensorflow.core.framework import types_pb2
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+
+log = logging.getLogger("emotion_ai.serve")
+
+DEFAULT_HOST = "127.0.0.1"  # loopback unless the operator opts in to exposing it
+DEFAULT_PORT = 8501  # TF Serving's REST port
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+POLL_SECONDS = 1.0  # TF Serving's --file_system_poll_wait_seconds default
+
+
+class ApiError(Exception):
+    """An error with TF Serving's HTTP status and message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclasses.dataclass
+class LoadedVersion:
+    name: str
+    version: int
+    path: Path
+    model: object  # the tf.saved_model.load result; keeps its signatures alive
+
+
+def _versions_on_disk(base: Path) -> list[int]:
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file())
+
+
+class ModelRegistry:
+    """The newest version of every model under ``repo``, reloaded when a newer one appears."""
+
+    def __init__(self, repo: Path, poll_seconds: float = POLL_SECONDS):
+        self.repo = Path(repo)
+        self.poll_seconds = poll_seconds
+        self._served: dict[str, LoadedVersion] = {}
+        self._failed: dict[tuple[str, int], str] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def model_names(self) -> list[str]:
+        if not self.repo.is_dir():
+            return []
+        return sorted(p.name for p in self.repo.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def poll_once(self) -> list[LoadedVersion]:
+        """Load every model whose newest version on disk is not the one served; returns
+        what was swapped in. A version that fails to load is logged once and skipped."""
+        swapped = []
+        for name in self.model_names():
+            versions = _versions_on_disk(self.repo / name)
+            if not versions:
+                continue
+            newest = versions[-1]
+            current = self._served.get(name)
+            if current is not None and current.version == newest or (name, newest) in self._failed:
+                continue
+            path = self.repo / name / str(newest)
+            try:
+                loaded = LoadedVersion(name, newest, path, tf.saved_model.load(str(path)))
+            except Exception as error:  # noqa: BLE001 - a bad push must not take the server down
+                self._failed[(name, newest)] = str(error)
+                log.error("could not load %s version %d from %s: %s", name, newest, path, error)
+                continue
+            with self._lock:  # the swap is one assignment; in-flight requests keep their reference
+                self._served[name] = loaded
+            log.info("serving %s version %d (%s)", name, newest, path)
+            swapped.append(loaded)
+        return swapped
+
+    def start(self) -> None:
+        self.poll_once()
+
+        def loop():
+            while not self._stop.wait(self.poll_seconds):
+                try:
+                    self.poll_once()
+                except Exception:  # noqa: BLE001 - keep polling; a transient FS error is logged
+                    log.exception("polling %s failed", self.repo)
+
+        self._thread = threading.Thread(target=loop, name="model-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def get(self, name: str, version: int | None) -> LoadedVersion:
+        with self._lock:
+            served = self._served.get(name)
+        if served is None or version is not None and version != served.version:
+            if version is None:
+                raise ApiError(404, f"Servable not found for request: Latest({name})")
+            raise ApiError(404, f"Servable not found for request: Specific({name}, {version})")
+        return served
+
+
+# --- TF Serving JSON <-> tensors ------------------------------------------------------
+
+def _decode_value(value, dtype: tf.DType):
+    if isinstance(value, dict):
+        if set(value) != {"b64"}:
+            raise ApiError(400, f"JSON object {json.dumps(value)[:80]} must be {{\"b64\": \"...\"}}")
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except (ValueError, TypeError) as error:
+            raise ApiError(400, f"b64 value is not valid base64: {error}") from error
+    if isinstance(value, list):
+        return [_decode_value(v, dtype) for v in value]
+    if dtype == tf.string:
+        if not isinstance(value, str):
+            raise ApiError(400, f"expected a string or {{\"b64\": ...}} for a DT_STRING input, got {json.dumps(value)[:40]}")
+        return value.encode()
+    return value
+
+
+def _to_tensor(values, spec: tf.TensorSpec, input_name: str) -> tf.Tensor:
+    try:
+        array = np.array(values, dtype=object if spec.dtype == tf.string else spec.dtype.as_numpy_dtype)
+        tensor = tf.constant(array, dtype=spec.dtype)
+    except (ValueError, TypeError) as error:
+        raise ApiError(400, f"input '{input_name}': cannot make a {spec.dtype.name} tensor: {error}") from error
+    if not spec.shape.is_compatible_with(tensor.shape):
+        raise ApiError(400, f"input '{input_name}': shape {tensor.shape.as_list()} does not match the signature's "
+                            f"{spec.shape.as_list()} (one value per instance)")
+    return tensor
+
+
+def _encode_output(array: np.ndarray):
+    if array.dtype == object:
+        def text(v):
+            try:
+                return v.decode("utf-8")
+            except UnicodeDecodeError:
+                return {"b64": base64.b64encode(v).decode()}
+        return np.vectorize(text, otypes=[object])(array).tolist() if array.ndim else text(array.item())
+    return array.tolist()
+
+
+def _input_specs(signature) -> dict[str, tf.TensorSpec]:
+    return dict(signature.structured_input_signature[1])
+
+
+def parse_inputs(body: dict, specs: dict[str, tf.TensorSpec]) -> tuple[dict[str, tf.Tensor], bool]:
+    """TF Serving's row (``instances``) or columnar (``inputs``) request -> tensors; the
+    bool says whether the row format was used (it decides the response shape)."""
+    if ("instances" in body) == ("inputs" in body):
+        raise ApiError(400, "Missing 'instances' or 'inputs' key" if "instances" not in body
+                       else "Request may not contain both 'instances' and 'inputs'")
+    names = sorted(specs)
+    if "instances" in body:
+        instances = body["instances"]
+        if not isinstance(instances, list) or not instances:
+            raise ApiError(400, "'instances' must be a non-empty list")
+        if len(names) == 1 and not all(isinstance(i, dict) and set(i) == set(names) for i in instances):
+            columns = {names[0]: instances}
+        else:
+            for i, instance in enumerate(instances):
+                if not isinstance(instance, dict) or set(instance) != set(names):
+                    raise ApiError(400, f"instance {i}: expected an object with keys {names}")
+            columns = {n: [instance[n] for instance in instances] for n in names}
+        row = True
+    else:
+        inputs = body["inputs"]
+        if isinstance(inputs, dict) and set(inputs) != {"b64"}:
+            if set(inputs) != set(names):
+                raise ApiError(400, f"'inputs' must name the signature's inputs {names}, got {sorted(inputs)}")
+            columns = inputs
+        elif len(names) == 1:
+            columns = {names[0]: inputs}
+        else:
+            raise ApiError(400, f"'inputs' must be an object with the signature's inputs {names}")
+        row = False
+    tensors = {}
+    for name in names:
+        tensors[name] = _to_tensor(_decode_value(columns[name], specs[name].dtype), specs[name], name)
+    sizes = {t.shape[0] if t.shape.rank else None for t in tensors.values()}
+    if len(sizes) > 1:
+        raise ApiError(400, f"inputs have different batch sizes {sorted(map(str, sizes))}")
+    return tensors, row
+
+
+def format_outputs(outputs: dict[str, np.ndarray], row: bool) -> dict:
+    if not row:
+        if len(outputs) == 1:
+            return {"outputs": _encode_output(next(iter(outputs.values())))}
+        return {"outputs": {k: _encode_output(v) for k, v in outputs.items()}}
+    if len(outputs) == 1:
+        return {"predictions": _encode_output(next(iter(outputs.values())))}
+    batch = len(next(iter(outputs.values())))
+    encoded = {k: _encode_output(v) for k, v in outputs.items()}
+    return {"predictions": [{k: encoded[k][i] for k in sorted(encoded)} for i in range(batch)]}
+
+
+def _signature(loaded: LoadedVersion, name: str | None):
+    key = name or "serving_default"
+    signatures = loaded.model.signatures
+    if key not in signatures:
+        raise ApiError(400, f"Serving signature name: \"{key}\" not found in signature def "
+                            f"(available: {sorted(signatures)})")
+    return signatures[key]
+
+
+def predict(registry: ModelRegistry, name: str, version: int | None, body) -> dict:
+    if not isinstance(body, dict):
+        raise ApiError(400, "request body must be a JSON object")
+    loaded = registry.get(name, version)
+    signature = _signature(loaded, body.get("signature_name"))
+    tensors, row = parse_inputs(body, _input_specs(signature))
+    try:
+        outputs = signature(**tensors)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
+        raise ApiError(400, error.message.split("\n")[0]) from error
+    return format_outputs({k: v.numpy() for k, v in outputs.items()}, row)
+
+
+def _tensor_info(name: str, spec: tf.TensorSpec) -> dict:
+    dims = [{"size": str(-1 if d is None else d), "name": ""} for d in spec.shape.as_list()] \
+        if spec.shape.rank is not None else []
+    return {"dtype": types_pb2.DataType.Name(spec.dtype.as_datatype_enum), "tensor_shape": {"dim": dims, "unknown_rank": spec.shape.rank is None},
+            "name": f"{name}:0"}
+
+
+def metadata(loaded: LoadedVersion) -> dict:
+    signature_def = {}
+    for sig_name, fn in loaded.model.signatures.items():
+        outputs = fn.structured_outputs
+        signature_def[sig_name] = {
+            "inputs": {k: _tensor_info(k, s) for k, s in _input_specs(fn).items()},
+            "outputs": {k: _tensor_info(k, s) for k, s in outputs.items()},
+            "method_name": "tensorflow/serving/predict",
+            "defaults": {},
+        }
+    return {"model_spec": {"name": loaded.name, "signature_name": "", "version": str(loaded.version)},
+            "metadata": {"signature_def": {"signature_def": signature_def}}}
+
+
+def status(loaded: LoadedVersion) -> dict:
+    return {"model_version_status": [{"version": str(loaded.version), "state": "AVAILABLE",
+                                      "status": {"error_code": "OK", "error_message": ""}}]}
+
+
+def _version(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not text.isdigit():
+        raise ApiError(400, f"version must be a number, got {text!r}")
+    return int(text)
+
+
+def create_app(model_repo: Path, poll_seconds: float = POLL_SECONDS,
+               max_request_bytes: int = MAX_REQUEST_BYTES) -> FastAPI:
+    """The ASGI app; the registry starts polling on startup and stops on shutdown."""
+    registry = ModelRegistry(model_repo, poll_seconds)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        registry.start()
+        yield
+        registry.stop()
+
+    app = FastAPI(title="emotion-ai model server (TF Serving REST API)", docs_url=None, redoc_url=None,
+                  lifespan=lifespan)
+    app.state.registry = registry
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request, error: ApiError):
+        return JSONResponse({"error": error.message}, status_code=error.status)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request, error: Exception):  # a bug answers 500, the server stays up
+        log.exception("unexpected error")
+        return JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
+
+    async def read_json(request: Request):
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_request_bytes:
+            raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {max_request_bytes}")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_request_bytes:
+                raise ApiError(413, f"request body exceeds the limit of {max_request_bytes} bytes")
+            chunks.append(chunk)
+        try:
+            return json.loads(b"".join(chunks) or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ApiError(400, f"JSON Parse error: {error}") from error
+
+    @app.get("/v1/models/{name}")
+    @app.get("/v1/models/{name}/versions/{version}")
+    def get_status(name: str, version: str | None = None):
+        return status(registry.get(name, _version(version)))
+
+    @app.get("/v1/models/{name}/metadata")
+    @app.get("/v1/models/{name}/versions/{version}/metadata")
+    def get_metadata(name: str, version: str | None = None):
+        return metadata(registry.get(name, _version(version)))
+
+    @app.post("/v1/models/{name}:predict")
+    @app.post("/v1/models/{name}/versions/{version}:predict")
+    async def post_predict(name: str, request: Request, version: str | None = None):
+        body = await read_json(request)
+        return await run_in_threadpool(predict, registry, name, _version(version), body)
+
+    return app
+
+
+def serve(model_repo: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+          poll_seconds: float = POLL_SECONDS, max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
+    """Run the server in the foreground until interrupted."""
+    import uvicorn
+
+    if not Path(model_repo).is_dir():
+        raise FileNotFoundError(f"{model_repo}: no model repository (run the pipeline first, or pass --model-repo)")
+    app = create_app(Path(model_repo), poll_seconds, max_request_bytes)
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
+

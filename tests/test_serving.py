@@ -1,0 +1,276 @@
+"""`emotion-ai serve` (TF Serving REST API), the client, and `emotion-ai predict`, on the
+models the smoke pipeline run pushed (a copy of its repository per module)."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+import requests
+from click.testing import CliRunner
+from PIL import Image
+
+from data import generator
+from pipelines import config
+from pipelines.cli import main
+from serving import server as server_lib
+from serving.client import ServingClient, ServingError
+from serving.local_model import ServedModel, latest_version
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def repo(first_run, workspace, tmp_path_factory):
+    copy = tmp_path_factory.mktemp("serving") / "model_repository"
+    shutil.copytree(workspace["repo"], copy)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def server(repo):
+    """The server on a free local port, polling every 0.2 s, 1 MB request limit."""
+    import uvicorn
+
+    port = _free_port()
+    app = server_lib.create_app(repo, poll_seconds=0.2, max_request_bytes=1024 * 1024)
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not uv.started:
+        assert time.time() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    uv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def faces():
+    """Two generated face images (PNG bytes) of different sizes."""
+    rng = np.random.default_rng(3)
+    return [_png(generator.render_face(rng, size, "Happy")[0]) for size in (96, 130)]
+
+
+def _b64(data: bytes) -> dict:
+    return {"b64": base64.b64encode(data).decode()}
+
+
+def test_status_and_metadata_endpoints(server, repo):
+    for model in ("keypoints", "emotion"):
+        version = latest_version(repo, model)[0]
+        status = requests.get(f"{server}/v1/models/{model}").json()
+        assert status == {"model_version_status": [{"version": str(version), "state": "AVAILABLE",
+                                                    "status": {"error_code": "OK", "error_message": ""}}]}
+        assert requests.get(f"{server}/v1/models/{model}/versions/{version}").json() == status
+        for url in (f"{server}/v1/models/{model}/metadata", f"{server}/v1/models/{model}/versions/{version}/metadata"):
+            meta = requests.get(url).json()
+            assert meta["model_spec"] == {"name": model, "signature_name": "", "version": str(version)}
+            sigs = meta["metadata"]["signature_def"]["signature_def"]
+            assert {"serving_default", "serving_pixels", "serving_examples"} <= set(sigs)
+            images = sigs["serving_default"]["inputs"]["images"]
+            assert images["dtype"] == "DT_STRING" and images["tensor_shape"]["dim"] == [{"size": "-1", "name": ""}]
+    outputs = requests.get(f"{server}/v1/models/emotion/metadata").json()["metadata"]["signature_def"][
+        "signature_def"]["serving_default"]["outputs"]
+    assert outputs["probabilities"]["dtype"] == "DT_FLOAT" and outputs["label"]["dtype"] == "DT_STRING"
+
+
+def test_predict_row_and_columnar_formats_match_the_in_process_model(server, repo, faces):
+    local = {m: ServedModel(repo, m) for m in ("keypoints", "emotion")}
+    row = requests.post(f"{server}/v1/models/emotion:predict", json={"instances": [_b64(f) for f in faces]})
+    assert row.status_code == 200, row.text
+    predictions = row.json()["predictions"]
+    expected = local["emotion"].predict_images(faces)
+    assert len(predictions) == 2
+    for i, p in enumerate(predictions):
+        assert set(p) == {"probabilities", "label", "class_id"}
+        np.testing.assert_allclose(p["probabilities"], expected["probabilities"][i], atol=1e-5)
+        assert p["label"] == expected["label"][i].decode() and p["label"] in config.EMOTION_CLASSES
+    # Columnar, named input, a pinned version.
+    version = latest_version(repo, "keypoints")[0]
+    col = requests.post(f"{server}/v1/models/keypoints/versions/{version}:predict",
+                        json={"inputs": {"images": [_b64(f) for f in faces]}})
+    assert col.status_code == 200, col.text
+    keypoints = np.array(col.json()["outputs"])  # one output: the tensor itself
+    assert keypoints.shape == (2, 30)
+    np.testing.assert_allclose(keypoints, local["keypoints"].predict_images(faces)["keypoints"], atol=1e-3)
+    # Row format with named inputs, and the pixel-string signature for CSV rows.
+    named = requests.post(f"{server}/v1/models/keypoints:predict", json={"instances": [{"images": _b64(faces[0])}]})
+    np.testing.assert_allclose(named.json()["predictions"][0], keypoints[0], atol=1e-3)
+    pixels = " ".join(["128"] * 48 * 48)
+    by_pixels = requests.post(f"{server}/v1/models/emotion:predict",
+                              json={"signature_name": "serving_pixels", "instances": [pixels, pixels]})
+    assert by_pixels.status_code == 200 and len(by_pixels.json()["predictions"]) == 2
+
+
+@pytest.mark.parametrize("path,body,status,fragment", [
+    ("emotion:predict", b"{not json", 400, "JSON Parse error"),
+    ("emotion:predict", b'{"foo": 1}', 400, "Missing 'instances' or 'inputs'"),
+    ("emotion:predict", b'{"instances": [1], "inputs": [1]}', 400, "both"),
+    ("emotion:predict", b'{"instances": []}', 400, "non-empty"),
+    ("emotion:predict", json.dumps({"instances": [[{"b64": "aGk="}]]}).encode(), 400, "shape"),
+    ("emotion:predict", json.dumps({"instances": [{"b64": "%%%"}]}).encode(), 400, "base64"),
+    ("emotion:predict", json.dumps({"instances": [_b64(b"not an image")]}).encode(), 400, ""),
+    ("emotion:predict", json.dumps({"instances": [3.5]}).encode(), 400, "DT_STRING"),
+    ("emotion:predict", json.dumps({"signature_name": "nope", "instances": ["x"]}).encode(), 400, "nope"),
+    ("emotion:predict", json.dumps({"instances": [{"wrong": "x", "names": "y"}]}).encode(), 400, ""),
+    ("emotion/versions/1:predict", b'{"instances": ["x"]}', 404, "Specific(emotion, 1)"),
+    ("emotion/versions/abc:predict", b'{"instances": ["x"]}', 400, "version must be a number"),
+    ("nosuchmodel:predict", b'{"instances": ["x"]}', 404, "Servable not found"),
+])
+def test_predict_errors_are_4xx_with_a_message(server, path, body, status, fragment):
+    response = requests.post(f"{server}/v1/models/{path}", data=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["error"]
+    assert requests.get(f"{server}/v1/models/emotion").status_code == 200  # still up
+
+
+def test_get_errors_and_request_size_limit(server):
+    assert requests.get(f"{server}/v1/models/nosuchmodel").status_code == 404
+    assert "Specific(emotion, 7)" in requests.get(f"{server}/v1/models/emotion/versions/7/metadata").json()["error"]
+    big = json.dumps({"instances": ["1" * (1024 * 1024 + 10)]})
+    response = requests.post(f"{server}/v1/models/emotion:predict", data=big)
+    assert response.status_code == 413 and "limit" in response.json()["error"]
+
+    def chunks():  # no Content-Length: the limit holds for a streamed body too
+        for _ in range(20):
+            yield b"x" * 100_000
+    response = requests.post(f"{server}/v1/models/emotion:predict", data=chunks())
+    assert response.status_code == 413
+
+
+def test_client_against_the_server(server, repo, faces):
+    client = ServingClient(server)
+    assert client.status("emotion")["model_version_status"][0]["state"] == "AVAILABLE"
+    out = client.predict_images("keypoints", faces)
+    np.testing.assert_allclose(out["keypoints"], ServedModel(repo, "keypoints").predict_images(faces)["keypoints"],
+                               atol=1e-3)
+    with pytest.raises(ServingError) as error:
+        client.predict_images("emotion", [b"garbage"])
+    assert error.value.status == 400
+    with pytest.raises(ServingError, match="cannot reach"):
+        ServingClient(f"http://127.0.0.1:{_free_port()}", timeout=2).status("emotion")
+
+
+def test_version_switch_under_concurrent_requests_drops_nothing(server, repo, faces):
+    old = latest_version(repo, "emotion")[0]
+    new = old + 1
+    results, stop = [], threading.Event()
+
+    def hammer():
+        session = requests.Session()
+        while not stop.is_set():
+            r = session.post(f"{server}/v1/models/emotion:predict", json={"instances": [_b64(faces[0])]})
+            results.append((time.time(), r.status_code))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    # Push the way the Pusher does: write beside, then rename into place.
+    staging = repo / "emotion" / f".tmp-{new}"
+    shutil.copytree(repo / "emotion" / str(old), staging)
+    os.rename(staging, repo / "emotion" / str(new))
+    pushed_at = time.time()
+    deadline = pushed_at + 60
+    while requests.get(f"{server}/v1/models/emotion").json()["model_version_status"][0]["version"] != str(new):
+        assert time.time() < deadline, "new version never served"
+        time.sleep(0.1)
+    switched_at = time.time()
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join()
+    statuses = [s for _, s in results]
+    assert statuses and set(statuses) == {200}, f"{statuses.count(200)} ok of {len(statuses)}"
+    assert any(t < pushed_at for t, _ in results) and any(t > switched_at for t, _ in results)
+    assert requests.get(f"{server}/v1/models/emotion/versions/{old}").status_code == 404  # latest-1 policy
+
+
+def _photo(tmp_path):
+    photo, boxes = generator.render_group_photo()
+    path = tmp_path / "two_faces.png"
+    cv2.imwrite(str(path), photo)
+    return path, boxes
+
+
+def _iou(a, b):
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0, min(ay + ah, by + bh) - max(ay, by))
+    return w * h / (aw * ah + bw * bh - w * h)
+
+
+@pytest.mark.parametrize("through_server", [False, True])
+def test_predict_on_a_photo_with_two_faces(server, repo, tmp_path, through_server):
+    photo, true_boxes = _photo(tmp_path)
+    out = tmp_path / "out"
+    args = ["predict", str(photo), "--out", str(out)]
+    args += ["--server", server] if through_server else ["--model-repo", str(repo)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "2 face(s)" in result.output
+    data = json.loads((out / "two_faces.json").read_text())
+    assert (data["width"], data["height"]) == (400, 240) and len(data["faces"]) == 2
+    image = cv2.imread(str(photo))
+    local = ServedModel(repo, "keypoints")
+    for face, true_box in zip(data["faces"], true_boxes):
+        box = face["box"]
+        x, y, w, h = box["x"], box["y"], box["width"], box["height"]
+        assert _iou((x, y, w, h), true_box) > 0.4
+        assert face["emotion"]["label"] in config.EMOTION_CLASSES
+        assert abs(sum(face["emotion"]["probabilities"].values()) - 1) < 1e-3
+        assert list(face["keypoints"]) == list(config.KEYPOINT_NAMES)
+        # Points are the model's output on the crop, moved into photo coordinates.
+        crop = cv2.imencode(".png", image[y:y + h, x:x + w])[1].tobytes()
+        on_crop = local.predict_images([crop])["keypoints"][0].reshape(-1, 2)
+        np.testing.assert_allclose(np.array(list(face["keypoints"].values())), on_crop + [x, y], atol=0.02)
+    annotated = cv2.imread(str(out / "two_faces.annotated.png"))
+    assert annotated.shape == image.shape and np.abs(annotated.astype(int) - image).sum() > 0
+
+
+def test_predict_reports_unreadable_files_photos_without_faces_and_csv_rows(repo, tmp_path, tiny_data):
+    blank = tmp_path / "wall.png"
+    cv2.imwrite(str(blank), np.full((120, 160), 200, np.uint8))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    rows = tiny_data["emotion"].read_text().splitlines()
+    csv_path = tmp_path / "some.csv"
+    csv_path.write_text("\n".join(rows[:6] + ["9,1 2 3"]) + "\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["predict", str(blank), str(broken), str(tmp_path / "missing.png"),
+                                       str(csv_path), "--model-repo", str(repo), "--out", str(out)])
+    assert result.exit_code == 1
+    assert "wall.png: no face found" in result.output
+    assert "broken.jpg: not a readable image" in result.output
+    assert "missing.png: no such file" in result.output
+    assert "some.csv: 5 rows scored, 1 rejected" in result.output
+    assert json.loads((out / "wall.json").read_text())["faces"] == []
+    scored = json.loads((out / "some.predictions.json").read_text())
+    assert scored["model"] == "emotion" and scored["rejected"][0]["line"] == 7
+    assert all(p["emotion"]["label"] in config.EMOTION_CLASSES for p in scored["predictions"])
+
+
+def test_serve_refuses_a_missing_repository(tmp_path):
+    result = CliRunner().invoke(main, ["serve", "--model-repo", str(tmp_path / "nothing")])
+    assert result.exit_code != 0 and "no model repository" in result.output
