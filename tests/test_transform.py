@@ -45,6 +45,10 @@ def test_keypoint_features_match_between_training_and_serving(tmp_path):
     train_images = np.stack([t[config.IMAGE_FEATURE] for t in transformed])
     np.testing.assert_allclose(served[config.IMAGE_FEATURE], train_images, rtol=1e-5, atol=1e-5)
     assert abs(train_images.mean()) < 0.05 and abs(train_images.std() - 1) < 0.05  # standardized by tft
+    # Per-image normalization first: a darker, flatter copy of an image gives the same features.
+    dim = dict(rows[0], Image=np.array([" ".join(str(int(v) // 2 + 10) for v in rows[0]["Image"][0].split())]))
+    np.testing.assert_allclose(_serve(tft_output, [dim], ["Image"])[config.IMAGE_FEATURE][0], train_images[0],
+                               atol=0.02)
     sparse = transformed[2]
     assert sparse[config.KEYPOINTS_MASK].tolist() == [1.0] * 4 + [0.0] * 26
     assert np.all(sparse[config.KEYPOINTS_TARGET][4:] == 0.0)

@@ -7,8 +7,7 @@ from components.common.resnet import residual_network
 from pipelines import config
 
 
-def build(stage_filters, blocks_per_stage: int, dropout: float = 0.0, stem_stride: int = 1) -> tf.keras.Model:
+def build(params: config.ModelParams) -> tf.keras.Model:
     """Input: standardized image ``[batch, 48*48]``; output: class probabilities ``[batch, 5]``."""
     head = tf.keras.layers.Dense(len(config.EMOTION_CLASSES), activation="softmax", name="probabilities")
-    return residual_network(config.EMOTION_IMAGE_SIZE, head, "emotion_resnet", stage_filters, blocks_per_stage,
-                            dropout, stem_stride)
+    return residual_network(config.EMOTION_IMAGE_SIZE, head, "emotion_resnet", params)

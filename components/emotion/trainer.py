@@ -18,9 +18,16 @@ def _to_xy(features):
     return features[config.IMAGE_FEATURE], features[config.EMOTION_LABEL]
 
 
-def _augment(x, y):
+def augment_batch(x, y):
+    """Training-only augmentation of one batch (also used by the plain-Keras benchmark)."""
     images = augment.augment_images(tf.reshape(x, [-1, SIZE, SIZE, 1]))
     return tf.reshape(images, [-1, SIZE * SIZE]), y
+
+
+def _one_hot(split):
+    """Integer labels -> one-hot, which label smoothing needs."""
+    x, labels = split
+    return x, np.eye(N_CLASSES, dtype=np.float32)[labels]
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:
@@ -42,18 +49,16 @@ def _postprocess(probabilities, image_hw):
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     params, tft_output, train, evaluation = training.prepare(fn_args, _to_xy)
-    labels = np.concatenate([y.numpy() for _, y in train])
-    weights = class_weights(labels)
-    if params.augment:
-        train = train.map(_augment, num_parallel_calls=tf.data.AUTOTUNE)
-    logging.info("emotion class counts %s, weights %s", np.bincount(labels, minlength=N_CLASSES).tolist(), weights)
-    network = model_lib.build(params.stage_filters, params.blocks_per_stage, params.dropout,
-                             params.stem_stride)
-    network.compile(optimizer=tf.keras.optimizers.Adam(params.learning_rate),
-                    loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    weights = class_weights(train[1])
+    logging.info("emotion class counts %s, weights %s", np.bincount(train[1], minlength=N_CLASSES).tolist(), weights)
+    network = model_lib.build(params)
     logging.info("expression network: %d parameters", network.count_params())
-    history = network.fit(train, validation_data=evaluation, epochs=params.epochs, verbose=2, class_weight=weights,
-                          callbacks=training.keras_callbacks(fn_args, monitor="val_accuracy"))
+    history = training.fit(
+        network, params, _one_hot(train), _one_hot(evaluation),
+        loss=tf.keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
+        metrics=[tf.keras.metrics.CategoricalAccuracy(name="accuracy")], monitor="val_accuracy", mode="max",
+        augment=augment_batch, class_weight=weights, log_dir=fn_args.model_run_dir)
     training.save_history(history, fn_args)
     training.export_saved_model(network, tft_output, fn_args.serving_model_dir,
-                                pixel_column=config.EMOTION_PIXELS_COLUMN, image_size=SIZE, postprocess=_postprocess)
+                                pixel_column=config.EMOTION_PIXELS_COLUMN, image_size=SIZE, postprocess=_postprocess,
+                                unmirror=(lambda probabilities: probabilities) if params.flip_tta else None)

@@ -15,8 +15,8 @@ from pipelines import config
 def preprocessing_fn(inputs, custom_config=None):
     del custom_config  # carries the code fingerprint only (cache invalidation)
     raw = image.decode_pixel_strings(inputs[config.EMOTION_PIXELS_COLUMN], config.EMOTION_IMAGE_SIZE)
-    scaled = raw / 255.0
+    per_image = image.normalize_per_image(raw)  # then dataset-wide scaling by tft analyzers
     return {
-        config.IMAGE_FEATURE: image.standardize(raw, tft.mean(scaled), tf.sqrt(tft.var(scaled))),
+        config.IMAGE_FEATURE: image.standardize(per_image, tft.mean(per_image), tf.sqrt(tft.var(per_image))),
         config.EMOTION_LABEL: tf.reshape(tf.cast(inputs[config.EMOTION_LABEL_COLUMN], tf.int64), [-1]),
     }

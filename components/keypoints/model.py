@@ -9,10 +9,10 @@ from pipelines import config
 N_OUTPUTS = len(config.KEYPOINT_COLUMNS)
 
 
-def build(stage_filters, blocks_per_stage: int, dropout: float = 0.0, stem_stride: int = 1) -> tf.keras.Model:
+def build(params: config.ModelParams) -> tf.keras.Model:
     """Input: standardized image ``[batch, 96*96]``; output: normalized coordinates ``[batch, 30]``."""
     return residual_network(config.KEYPOINT_IMAGE_SIZE, tf.keras.layers.Dense(N_OUTPUTS, name="coordinates"),
-                            "keypoint_resnet", stage_filters, blocks_per_stage, dropout, stem_stride)
+                            "keypoint_resnet", params)
 
 
 def masked_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:

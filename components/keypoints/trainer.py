@@ -19,7 +19,8 @@ def _to_xy(features):
     return x, y
 
 
-def _augment(x, y):
+def augment_batch(x, y):
+    """Training-only augmentation of one batch (also used by the plain-Keras benchmark)."""
     images = tf.reshape(x, [-1, SIZE, SIZE, 1])
     n = len(config.KEYPOINT_COLUMNS)
     images, targets, mask = augment.augment_keypoints(images, y[:, :n], y[:, n:])
@@ -39,17 +40,15 @@ def _postprocess(normalized, image_hw):
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     params, tft_output, train, evaluation = training.prepare(fn_args, _to_xy)
-    if params.augment:
-        train = train.map(_augment, num_parallel_calls=tf.data.AUTOTUNE)
-    network = model_lib.build(params.stage_filters, params.blocks_per_stage, params.dropout,
-                             params.stem_stride)
-    network.compile(optimizer=tf.keras.optimizers.Adam(params.learning_rate),
-                    loss=model_lib.masked_loss, metrics=[model_lib.TrainingPixelRMSE()])
+    network = model_lib.build(params)
     logging.info("key-point network: %d parameters", network.count_params())
-    history = network.fit(train, validation_data=evaluation, epochs=params.epochs, verbose=2,
-                          callbacks=training.keras_callbacks(fn_args, monitor="val_rmse_px"))
+    history = training.fit(network, params, train, evaluation, loss=model_lib.masked_loss,
+                           metrics=[model_lib.TrainingPixelRMSE()], monitor="val_rmse_px", mode="min",
+                           augment=augment_batch, log_dir=fn_args.model_run_dir)
     training.save_history(history, fn_args)
     # Trained as a plain image->coordinates network; export wraps it with the Transform
-    # graph and maps its outputs back to pixels.
+    # graph and maps its outputs back to pixels. A mirrored face's points come back
+    # mirrored and with left/right swapped; unmirror undoes both.
     training.export_saved_model(network, tft_output, fn_args.serving_model_dir,
-                                pixel_column=config.KEYPOINT_IMAGE_COLUMN, image_size=SIZE, postprocess=_postprocess)
+                                pixel_column=config.KEYPOINT_IMAGE_COLUMN, image_size=SIZE, postprocess=_postprocess,
+                                unmirror=augment.flip_coordinates if params.flip_tta else None)

@@ -27,8 +27,8 @@ def denormalize_coordinates(normalized: tf.Tensor) -> tf.Tensor:
 def preprocessing_fn(inputs, custom_config=None):
     del custom_config  # carries the code fingerprint only (cache invalidation)
     raw = image.decode_pixel_strings(inputs[config.KEYPOINT_IMAGE_COLUMN], config.KEYPOINT_IMAGE_SIZE)
-    scaled = raw / 255.0
-    outputs = {config.IMAGE_FEATURE: image.standardize(raw, tft.mean(scaled), tf.sqrt(tft.var(scaled)))}
+    per_image = image.normalize_per_image(raw)  # then dataset-wide scaling by tft analyzers
+    outputs = {config.IMAGE_FEATURE: image.standardize(per_image, tft.mean(per_image), tf.sqrt(tft.var(per_image)))}
     coords = tf.concat([tf.reshape(tf.cast(inputs[c], tf.float32), [-1, 1])
                         for c in config.KEYPOINT_COLUMNS], axis=1)
     known = coords >= 0.0

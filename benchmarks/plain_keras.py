@@ -1,0 +1,115 @@
+"""The pipeline's two models trained by a plain Keras script, outside TFX.
+
+Same networks (``components/*/model.py``), same augmentation and training recipe
+(``components/common/training.fit``), same scaling as the Transform graphs (pixels / 255
+standardized by the training split's mean and standard deviation; coordinates mapped to
+[-1, 1]). Only the plumbing differs: pandas reads the CSV, numpy parses the pixels. Used by
+``benchmarks/overhead.py`` as the reference, and handy for trying a model change quickly:
+
+    .venv/bin/python benchmarks/plain_keras.py keypoints TRAIN.csv.gz VAL.csv.gz --epochs 10
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from components import emotion, keypoints  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS first)
+from components.common import training  # noqa: E402
+from components.emotion import model as emotion_model  # noqa: E402
+from components.emotion import trainer as emotion_trainer  # noqa: E402
+from components.keypoints import model as keypoint_model  # noqa: E402
+from components.keypoints import trainer as keypoint_trainer  # noqa: E402
+from components.keypoints.transform import normalize_coordinates  # noqa: E402
+from pipelines import config  # noqa: E402
+
+
+def _pixels(strings) -> np.ndarray:
+    return np.stack([np.asarray(s.split(), dtype=np.float32) for s in strings])
+
+
+def load_keypoints(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``[n, 9216]`` in 0..255, and ``[targets(30), mask(30)]`` as the trainer encodes them."""
+    frame = pd.read_csv(path)
+    coords = frame[list(config.KEYPOINT_COLUMNS)].to_numpy(np.float32)
+    known = ~np.isnan(coords)
+    targets = np.where(known, normalize_coordinates(np.nan_to_num(coords)), 0.0).astype(np.float32)
+    return _pixels(frame[config.KEYPOINT_IMAGE_COLUMN]), np.concatenate([targets, known.astype(np.float32)], 1)
+
+
+def load_emotion(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    frame = pd.read_csv(path)
+    frame.columns = [c.strip() for c in frame.columns]
+    return _pixels(frame[config.EMOTION_PIXELS_COLUMN]), frame[config.EMOTION_LABEL_COLUMN].to_numpy(np.int64)
+
+
+def _standardize(train_x: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """As the Transform graphs: per-image normalization, then the training split's scaling."""
+    def per_image(x):
+        return (x - x.mean(1, keepdims=True)) / np.maximum(x.std(1, keepdims=True), 1.0)
+    train_x = per_image(train_x)
+    mean, std = train_x.mean(), max(train_x.std(), 1e-3)
+    return [(x - mean) / std for x in (train_x, *map(per_image, others))]
+
+
+def train(kind: str, train_csv: Path, eval_csv: Path, params: config.ModelParams) -> dict:
+    """Train one model; returns wall seconds, images per second, per-epoch history."""
+    t0 = time.time()
+    if kind == "keypoints":
+        (tx, ty), (ex, ey) = load_keypoints(train_csv), load_keypoints(eval_csv)
+        tx, ex = _standardize(tx, ex)
+        network = keypoint_model.build(params)
+        fit_args = dict(loss=keypoint_model.masked_loss, metrics=[keypoint_model.TrainingPixelRMSE()],
+                        monitor="val_rmse_px", mode="min", augment=keypoint_trainer.augment_batch)
+    else:
+        (tx, ty), (ex, ey) = load_emotion(train_csv), load_emotion(eval_csv)
+        tx, ex = _standardize(tx, ex)
+        weights = emotion_trainer.class_weights(ty)
+        ty, ey = (np.eye(len(config.EMOTION_CLASSES), dtype=np.float32)[y] for y in (ty, ey))
+        network = emotion_model.build(params)
+        import tensorflow as tf
+        fit_args = dict(loss=tf.keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
+                        metrics=[tf.keras.metrics.CategoricalAccuracy(name="accuracy")], monitor="val_accuracy",
+                        mode="max", augment=emotion_trainer.augment_batch, class_weight=weights)
+    load_seconds = time.time() - t0
+    t1 = time.time()
+    history = training.fit(network, params, (tx, ty), (ex, ey), **fit_args)
+    fit_seconds = time.time() - t1
+    epochs = len(history.history["loss"])
+    return {"kind": kind, "train_rows": len(tx), "eval_rows": len(ex), "epochs": epochs,
+            "load_seconds": round(load_seconds, 1), "fit_seconds": round(fit_seconds, 1),
+            "seconds_per_epoch": round(fit_seconds / epochs, 1),
+            "train_images_per_second": round(len(tx) * epochs / fit_seconds, 1),
+            "history": {k: [round(float(v), 4) for v in vs] for k, vs in history.history.items()}}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("kind", choices=["keypoints", "emotion"])
+    parser.add_argument("train_csv", type=Path)
+    parser.add_argument("eval_csv", type=Path)
+    parser.add_argument("--profile", default="full", choices=sorted(config.PROFILES))
+    parser.add_argument("--epochs", type=int, help="override the profile's epochs")
+    args = parser.parse_args(argv)
+    params = getattr(config.PROFILES[args.profile], args.kind)
+    if args.epochs:
+        params = dataclasses.replace(params, epochs=args.epochs)
+    result = train(args.kind, args.train_csv, args.eval_csv, params)
+    history = result.pop("history")
+    print(result)
+    for key in sorted(history):
+        if key.startswith("val_"):
+            print(key, history[key])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
