@@ -103,6 +103,16 @@ def main(argv=None) -> int:
     metrics = evaluate.evaluate(work / "model_repository", work / "val" / "keypoints.csv.gz",
                                 work / "val" / "emotion.csv.gz")
     components = {c.node_id: {"state": c.state, "seconds": round(c.seconds, 1)} for c in run.summary.components}
+    from pipelines.tracking import _history
+
+    training = {}
+    for branch in config.BRANCHES:
+        history = _history(run.summary, branch)
+        seconds = history.get("epoch_seconds", [])
+        training[branch.name] = {
+            "epochs": len(seconds), "mean_epoch_seconds": round(float(np.mean(seconds)), 1) if seconds else None,
+            "images_per_second": round(float(np.mean(history["images_per_second"])), 1) if seconds else None,
+            "eval_curves": {k: v for k, v in history.items() if k.startswith("val_")}}
     result = {
         "command": "python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "profile": args.profile,
@@ -112,6 +122,7 @@ def main(argv=None) -> int:
                   "emotion_near_duplicates_moved_to_train": moved, "seconds": round(split_seconds, 1)},
         "pipeline_seconds": round(pipeline_seconds, 1),
         "components": components,
+        "training": training,
         "validation": metrics,
         "targets": {"keypoints_rmse_px": 1.6, "emotion_accuracy": 0.80, "emotion_macro_f1": 0.73},
     }
@@ -136,6 +147,9 @@ def markdown(r: dict) -> str:
         f"| expressions accuracy | {e['accuracy']:.4f} | >= {r['targets']['emotion_accuracy']} |",
         f"| expressions macro F1 | {e['macro_f1']:.4f} | >= {r['targets']['emotion_macro_f1']} |",
         f"| whole pipeline wall time (s) | {r['pipeline_seconds']:.0f} | about 5400 |", "",
+        "Training (inside the Trainer, 2 cores): " + "; ".join(
+            f"{name} {t['epochs']} epochs, {t['mean_epoch_seconds']} s per epoch (train + eval), "
+            f"{t['images_per_second']} training images/s" for name, t in r.get("training", {}).items()) + ".", "",
         "Per-class (expressions):", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|",
     ]
     for name, v in e["per_class"].items():

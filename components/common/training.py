@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -87,6 +88,24 @@ class BestWeights(tf.keras.callbacks.Callback):
                          self.sign * self.best)
 
 
+class EpochTimer(tf.keras.callbacks.Callback):
+    """Adds ``epoch_seconds`` (training and eval) and ``images_per_second`` (training
+    images / epoch seconds) to each epoch's logs, so they land in the history and MLflow."""
+
+    def __init__(self, train_images: int):
+        super().__init__()
+        self.train_images, self.start = train_images, 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.start
+        if logs is not None:
+            logs["epoch_seconds"] = seconds
+            logs["images_per_second"] = self.train_images / seconds
+
+
 class RecalibrateBatchNorm(tf.keras.callbacks.Callback):
     """Before each evaluation, re-estimate BatchNorm's moving statistics on clean
     (unaugmented) training batches ("precise BN").
@@ -124,7 +143,7 @@ def fit(network: tf.keras.Model, params: config.ModelParams, train: tuple, evalu
     optimizer.exclude_from_weight_decay(var_names=["bn", "bias"])
     network.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     clean = batches(*train, 64, shuffle=True, seed=1)
-    callbacks = [RecalibrateBatchNorm(clean), BestWeights(monitor, mode),
+    callbacks = [RecalibrateBatchNorm(clean), EpochTimer(len(train[0])), BestWeights(monitor, mode),
                  tf.keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=max(5, params.epochs // 3))]
     if log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
