@@ -6,11 +6,12 @@ standardized by the training split's mean and standard deviation; coordinates ma
 [-1, 1]). Only the plumbing differs: pandas reads the CSV, numpy parses the pixels. Used by
 ``benchmarks/overhead.py`` as the reference, and handy for trying a model change quickly:
 
-    .venv/bin/python benchmarks/plain_keras.py keypoints TRAIN.csv.gz VAL.csv.gz --epochs 10
+    .venv/bin/python benchmarks/plain_keras.py keypoints TRAIN.csv.gz VAL.csv.gz --epochs 10 --param spatial_head=true
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import sys
 import time
@@ -98,10 +99,17 @@ def main(argv=None) -> int:
     parser.add_argument("eval_csv", type=Path)
     parser.add_argument("--profile", default="full", choices=sorted(config.PROFILES))
     parser.add_argument("--epochs", type=int, help="override the profile's epochs")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="override any ModelParams field, e.g. --param spatial_head=true (Python literal)")
     args = parser.parse_args(argv)
     params = getattr(config.PROFILES[args.profile], args.kind)
     if args.epochs:
         params = dataclasses.replace(params, epochs=args.epochs)
+    for item in args.param:
+        name, _, value = item.partition("=")
+        value = {"true": "True", "false": "False"}.get(value.lower(), value)
+        params = dataclasses.replace(params, **{name: ast.literal_eval(value)})
+    print(params)
     result = train(args.kind, args.train_csv, args.eval_csv, params)
     history = result.pop("history")
     print(result)
