@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
-import platform
 import shutil
 import sys
 import time
@@ -30,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import plain_keras  # noqa: E402
+import results_io  # noqa: E402
 from pipelines import config  # noqa: E402
 
 GOAL = 1.3
@@ -93,8 +91,7 @@ def main(argv=None) -> int:
     full_pipe = pipe_fixed + sum(p["plain_per_epoch_s"] * p["full_epochs"] for p in projection.values())
 
     result = {
-        "command": "python benchmarks/overhead.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        **results_io.provenance("overhead.py", argv),
         "epochs": args.epochs,
         "plain": {"seconds": round(plain_seconds, 1), **plain},
         "pipeline": {"seconds": round(pipeline_seconds, 1), "components": components},
@@ -105,10 +102,7 @@ def main(argv=None) -> int:
                                       "assumes": "training epochs cost the same inside the Trainer as in plain "
                                                  "Keras (same code), the rest is fixed per run"},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "overhead.json").write_text(json.dumps(result, indent=2))
-    (args.out / "overhead.md").write_text(markdown(result))
-    print(markdown(result))
+    results_io.write(args.out, "overhead", result, markdown)
     return 0
 
 

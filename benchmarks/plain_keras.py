@@ -24,10 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from components import emotion, keypoints  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS first)
-from components.common import training  # noqa: E402
-from components.emotion import model as emotion_model  # noqa: E402
+from components.common import image  # noqa: E402
 from components.emotion import trainer as emotion_trainer  # noqa: E402
-from components.keypoints import model as keypoint_model  # noqa: E402
 from components.keypoints import trainer as keypoint_trainer  # noqa: E402
 from components.keypoints.transform import normalize_coordinates  # noqa: E402
 from pipelines import config  # noqa: E402
@@ -53,9 +51,10 @@ def load_emotion(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _standardize(train_x: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    """As the Transform graphs: per-image normalization, then the training split's scaling."""
+    """As the Transform graphs: per-image normalization (the same op), then the training
+    split's scaling."""
     def per_image(x):
-        return (x - x.mean(1, keepdims=True)) / np.maximum(x.std(1, keepdims=True), 1.0)
+        return image.normalize_per_image(x).numpy()
     train_x = per_image(train_x)
     mean, std = train_x.mean(), max(train_x.std(), 1e-3)
     return [(x - mean) / std for x in (train_x, *map(per_image, others))]
@@ -64,25 +63,13 @@ def _standardize(train_x: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 def train(kind: str, train_csv: Path, eval_csv: Path, params: config.ModelParams) -> dict:
     """Train one model; returns wall seconds, images per second, per-epoch history."""
     t0 = time.time()
-    if kind == "keypoints":
-        (tx, ty), (ex, ey) = load_keypoints(train_csv), load_keypoints(eval_csv)
-        tx, ex = _standardize(tx, ex)
-        network = keypoint_model.build(params)
-        fit_args = dict(loss=keypoint_model.masked_loss, metrics=[keypoint_model.TrainingPixelRMSE()],
-                        monitor="val_rmse_px", mode="min", augment=keypoint_trainer.augment_batch)
-    else:
-        (tx, ty), (ex, ey) = load_emotion(train_csv), load_emotion(eval_csv)
-        tx, ex = _standardize(tx, ex)
-        weights = emotion_trainer.class_weights(ty)
-        ty, ey = (np.eye(len(config.EMOTION_CLASSES), dtype=np.float32)[y] for y in (ty, ey))
-        network = emotion_model.build(params)
-        import tensorflow as tf
-        fit_args = dict(loss=tf.keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
-                        metrics=[tf.keras.metrics.CategoricalAccuracy(name="accuracy")], monitor="val_accuracy",
-                        mode="max", augment=emotion_trainer.augment_batch, class_weight=weights)
+    load = load_keypoints if kind == "keypoints" else load_emotion
+    (tx, ty), (ex, ey) = load(train_csv), load(eval_csv)
+    tx, ex = _standardize(tx, ex)
     load_seconds = time.time() - t0
     t1 = time.time()
-    history = training.fit(network, params, (tx, ty), (ex, ey), **fit_args)
+    trainer = keypoint_trainer if kind == "keypoints" else emotion_trainer
+    _, history = trainer.train(params, (tx, ty), (ex, ey))
     fit_seconds = time.time() - t1
     epochs = len(history.history["loss"])
     return {"kind": kind, "train_rows": len(tx), "eval_rows": len(ex), "epochs": epochs,

@@ -12,8 +12,6 @@ and writes ``benchmarks/results/quality.json`` and ``quality.md``.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,6 +22,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import results_io  # noqa: E402
 from pipelines import config  # noqa: E402
 
 VAL_FRACTION = 0.15
@@ -114,9 +113,8 @@ def main(argv=None) -> int:
             "images_per_second": round(float(np.mean(history["images_per_second"])), 1) if seconds else None,
             "eval_curves": {k: v for k, v in history.items() if k.startswith("val_")}}
     result = {
-        "command": "python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        **results_io.provenance("quality.py", argv),
         "profile": args.profile,
-        "machine": {"cores": __import__("os").cpu_count(), "python": platform.python_version()},
         "split": {"keypoints_train": len(kp_train), "keypoints_val": len(kp_val),
                   "emotion_train": len(em_train), "emotion_val": len(em_val),
                   "emotion_near_duplicates_moved_to_train": moved, "seconds": round(split_seconds, 1)},
@@ -126,10 +124,7 @@ def main(argv=None) -> int:
         "validation": metrics,
         "targets": {"keypoints_rmse_px": 1.6, "emotion_accuracy": 0.80, "emotion_macro_f1": 0.73},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quality.json").write_text(json.dumps(result, indent=2))
-    (args.out / "quality.md").write_text(markdown(result))
-    print(markdown(result))
+    results_io.write(args.out, "quality", result, markdown)
     return 0
 
 

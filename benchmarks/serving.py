@@ -14,8 +14,6 @@ import argparse
 import base64
 import io
 import json
-import os
-import platform
 import socket
 import subprocess
 import sys
@@ -31,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from components import emotion  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from data import generator  # noqa: E402
+import results_io  # noqa: E402
 from pipelines import config  # noqa: E402
 from serving.local_model import ServedModel  # noqa: E402
 
@@ -148,15 +147,11 @@ def main(argv=None) -> int:
         process.terminate()
         process.wait(timeout=30)
 
-    result = {"command": "python benchmarks/serving.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+    result = {**results_io.provenance("serving.py", argv),
               "seconds_per_measurement": args.seconds, "concurrent_clients": CONCURRENT_CLIENTS,
               "target": {"rest_p99_ms_single_image": TARGET_P99_MS, "rest_p99_over_in_process": 2.0},
               "results": results}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serving.json").write_text(json.dumps(result, indent=2))
-    (args.out / "serving.md").write_text(markdown(result))
-    print(markdown(result))
+    results_io.write(args.out, "serving", result, markdown)
     return 0
 
 

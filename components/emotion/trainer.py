@@ -47,17 +47,25 @@ def _postprocess(probabilities, image_hw):
     }
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    params, tft_output, train, evaluation = training.prepare(fn_args, _to_xy)
-    weights = class_weights(train[1])
-    logging.info("emotion class counts %s, weights %s", np.bincount(train[1], minlength=N_CLASSES).tolist(), weights)
+def train(params: config.ModelParams, train_split, eval_split, log_dir: str | None = None):
+    """Build and train the expression network on ``(images, class ids)`` arrays; the
+    pipeline's ``run_fn`` and the plain-Keras benchmark both call this."""
+    weights = class_weights(train_split[1])
+    logging.info("emotion class counts %s, weights %s",
+                 np.bincount(train_split[1], minlength=N_CLASSES).tolist(), weights)
     network = model_lib.build(params)
     logging.info("expression network: %d parameters", network.count_params())
     history = training.fit(
-        network, params, _one_hot(train), _one_hot(evaluation),
+        network, params, _one_hot(train_split), _one_hot(eval_split),
         loss=tf.keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
         metrics=[tf.keras.metrics.CategoricalAccuracy(name="accuracy")], monitor="val_accuracy", mode="max",
-        augment=augment_batch, class_weight=weights, log_dir=fn_args.model_run_dir)
+        augment=augment_batch, class_weight=weights, log_dir=log_dir)
+    return network, history
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    params, tft_output, train_split, eval_split = training.prepare(fn_args, _to_xy)
+    network, history = train(params, train_split, eval_split, log_dir=fn_args.model_run_dir)
     training.save_history(history, fn_args)
     training.export_saved_model(network, tft_output, fn_args.serving_model_dir,
                                 pixel_column=config.EMOTION_PIXELS_COLUMN, image_size=SIZE, postprocess=_postprocess,

@@ -38,13 +38,20 @@ def _postprocess(normalized, image_hw):
     return {config.KEYPOINTS_OUTPUT: coords}
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    params, tft_output, train, evaluation = training.prepare(fn_args, _to_xy)
+def train(params: config.ModelParams, train_split, eval_split, log_dir: str | None = None):
+    """Build and train the key-point network on ``(images, [targets, mask])`` arrays; the
+    pipeline's ``run_fn`` and the plain-Keras benchmark both call this."""
     network = model_lib.build(params)
     logging.info("key-point network: %d parameters", network.count_params())
-    history = training.fit(network, params, train, evaluation, loss=model_lib.masked_loss,
+    history = training.fit(network, params, train_split, eval_split, loss=model_lib.masked_loss,
                            metrics=[model_lib.TrainingPixelRMSE()], monitor="val_rmse_px", mode="min",
-                           augment=augment_batch, log_dir=fn_args.model_run_dir)
+                           augment=augment_batch, log_dir=log_dir)
+    return network, history
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    params, tft_output, train_split, eval_split = training.prepare(fn_args, _to_xy)
+    network, history = train(params, train_split, eval_split, log_dir=fn_args.model_run_dir)
     training.save_history(history, fn_args)
     # Trained as a plain image->coordinates network; export wraps it with the Transform
     # graph and maps its outputs back to pixels. A mirrored face's points come back
