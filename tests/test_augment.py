@@ -77,3 +77,19 @@ def test_random_augmentation_keeps_missing_points_masked_and_shapes():
     assert float(tf.reduce_sum(mask)) == float(tf.reduce_sum(out_mask))
     assert np.all(out_coords.numpy()[out_mask.numpy() == 0] == 0)
     assert augment.augment_images(tf.random.normal([3, 48, 48, 1])).shape == (3, 48, 48, 1)
+
+
+def test_random_erasing_covers_one_rectangle_of_the_configured_area():
+    tf.random.set_seed(3)
+    images = tf.zeros([64, 48, 48, 1])
+    params = augment.AugmentParams(erase_probability=1.0, erase_area=(0.05, 0.1))
+    erased = augment.random_erase(images, params).numpy()[..., 0] != 0
+    area = erased.mean(axis=(1, 2))
+    # The rectangle is cut to whole pixels, so allow a couple of rows/columns either side.
+    assert area.min() > 0.03 and area.max() < 0.13, (area.min(), area.max())
+    for mask in erased:
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        # One axis-aligned rectangle: every pixel in its bounding box is erased.
+        assert mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all()
+    untouched = augment.random_erase(images, augment.AugmentParams(erase_probability=0.0)).numpy()
+    assert not untouched.any()

@@ -10,6 +10,7 @@ a drawn feature and its key point move together.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import tensorflow as tf
 
@@ -38,6 +39,9 @@ class AugmentParams:
     max_shift: float = 0.06  # fraction of the half-width
     brightness: float = 0.25  # in standardized units
     contrast: float = 0.25  # relative
+    erase_probability: float = 0.0  # random erasing (expressions only: it would hide labelled points)
+    erase_area: tuple[float, float] = (0.02, 0.2)  # fraction of the image
+    erase_aspect: tuple[float, float] = (0.3, 3.3)
 
 
 def flip_coordinates(coords: tf.Tensor) -> tf.Tensor:
@@ -119,10 +123,34 @@ def augment_keypoints(images, coords, mask, params: AugmentParams = AugmentParam
     return _photometric(images, params), coords, mask
 
 
+def random_erase(images, params: AugmentParams):
+    """Random erasing (Zhong et al., 2017): with ``erase_probability``, one rectangle of
+    random area and aspect ratio per image is replaced by noise, so the classifier cannot
+    lean on one region (mouth or eyes) alone."""
+    shape = tf.shape(images)
+    batch, height, width = shape[0], tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    area = tf.random.uniform([batch], *params.erase_area) * height * width
+    log_aspect = tf.random.uniform([batch], *[math.log(a) for a in params.erase_aspect])
+    h = tf.minimum(tf.sqrt(area * tf.exp(log_aspect)), height)
+    w = tf.minimum(tf.sqrt(area / tf.exp(log_aspect)), width)
+    top = tf.random.uniform([batch]) * (height - h)
+    left = tf.random.uniform([batch]) * (width - w)
+    rows = tf.range(height)[None, :, None]
+    cols = tf.range(width)[None, None, :]
+    inside = ((rows >= top[:, None, None]) & (rows < (top + h)[:, None, None])
+              & (cols >= left[:, None, None]) & (cols < (left + w)[:, None, None]))
+    inside &= (tf.random.uniform([batch]) < params.erase_probability)[:, None, None]
+    return tf.where(inside[..., None], tf.random.normal(shape), images)
+
+
 def augment_images(images, params: AugmentParams = AugmentParams()):
-    """The same jitter for label-free images (expressions do not move with geometry)."""
+    """The same jitter for label-free images (expressions do not move with geometry), plus
+    random erasing when ``params.erase_probability`` is set."""
     batch = tf.shape(images)[0]
     flip = _flip_choice(batch, params)
     images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
     linear, offset = _random_geometry(batch, params)
-    return _photometric(transform_images(images, linear, offset), params)
+    images = _photometric(transform_images(images, linear, offset), params)
+    if params.erase_probability:
+        images = random_erase(images, params)
+    return images

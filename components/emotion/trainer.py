@@ -18,10 +18,15 @@ def _to_xy(features):
     return features[config.IMAGE_FEATURE], features[config.EMOTION_LABEL]
 
 
-def augment_batch(x, y):
-    """Training-only augmentation of one batch (also used by the plain-Keras benchmark)."""
-    images = augment.augment_images(tf.reshape(x, [-1, SIZE, SIZE, 1]))
-    return tf.reshape(images, [-1, SIZE * SIZE]), y
+def augmenter(params: config.ModelParams):
+    """Training-only augmentation of one batch ``(x, y)``."""
+    settings = augment.AugmentParams(erase_probability=params.random_erasing)
+
+    def augment_batch(x, y):
+        images = augment.augment_images(tf.reshape(x, [-1, SIZE, SIZE, 1]), settings)
+        return tf.reshape(images, [-1, SIZE * SIZE]), y
+
+    return augment_batch
 
 
 def _one_hot(split):
@@ -59,7 +64,7 @@ def train(params: config.ModelParams, train_split, eval_split, log_dir: str | No
         network, params, _one_hot(train_split), _one_hot(eval_split),
         loss=tf.keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
         metrics=[tf.keras.metrics.CategoricalAccuracy(name="accuracy")], monitor="val_accuracy", mode="max",
-        augment=augment_batch, class_weight=weights, log_dir=log_dir)
+        augment=augmenter(params), class_weight=weights, log_dir=log_dir)
     return network, history
 
 
