@@ -140,15 +140,22 @@ PROFILES = {
         name="full",
         sample_keypoint_rows=2000,
         sample_emotion_rows=3000,
-        keypoints=ModelParams(stage_filters=(32, 64, 128, 256), blocks_per_stage=2, epochs=80,
+        # AdamW's decay is scaled by the learning rate, so 1e-4 was no regularization at all;
+        # 0.05 measured better on held-out people (2.06 vs 2.20 px after 30 epochs).
+        keypoints=ModelParams(stage_filters=(32, 64, 128, 256), blocks_per_stage=2, epochs=120,
                               batch_size=32, learning_rate=1e-3, dropout=0.1, stem_stride=2, stem_pool=True,
-                              spatial_head=False, warmup_epochs=3),
-        emotion=ModelParams(stage_filters=(32, 64, 128, 256), blocks_per_stage=2, epochs=40,
+                              spatial_head=False, warmup_epochs=3, weight_decay=0.05),
+        # 40 epochs without decay overfitted (train accuracy 0.90, eval 0.755, best epoch 29):
+        # decoupled weight decay and random erasing, and a few more epochs to use them.
+        emotion=ModelParams(stage_filters=(32, 64, 128, 256), blocks_per_stage=2, epochs=45,
                             batch_size=64, learning_rate=2e-3, dropout=0.3, stem_pool=True,
-                            warmup_epochs=2, label_smoothing=0.1),
+                            warmup_epochs=2, label_smoothing=0.1, weight_decay=0.05, random_erasing=0.25),
         thresholds=Thresholds(keypoints_max_rmse_px=6.0, keypoints_rmse_change_px=0.05,
                               emotion_min_accuracy=0.45, emotion_accuracy_change=0.005,
                               emotion_min_macro_recall=0.40, emotion_macro_recall_change=0.01),
+        # 9:1, not 4:1: the real key-point set is small (3,360 frames), so every frame in
+        # training counts; a tenth is still hundreds of frames for the Evaluator's gates.
+        train_hash_buckets=9,
     ),
 }
 DEFAULT_PROFILE = "full"
