@@ -12,6 +12,7 @@ and writes ``benchmarks/results/quality.json`` and ``quality.md``.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -94,6 +95,11 @@ def main(argv=None) -> int:
           f"{len(em_train)} train / {len(em_val)} val ({moved} near duplicates moved to train)", flush=True)
 
     profile = config.PROFILES[args.profile]
+    # A fresh pipeline root and model repository: otherwise the Evaluator compares against
+    # the previous benchmark's blessed model and, if the new one is not blessed, `evaluate`
+    # would score the old one.
+    for stale in (work / "pipeline", work / "model_repository"):
+        shutil.rmtree(stale, ignore_errors=True)
     t1 = time.time()
     run = local_runner.run(profile, work / "pipeline", work / "model_repository", work / "train",
                            [work / "train" / "keypoints.csv.gz"], [work / "train" / "emotion.csv.gz"])
