@@ -138,7 +138,8 @@ def markdown(r: dict) -> str:
     k, e = r["validation"]["keypoints"], r["validation"]["emotion"]
     lines = [
         "# Quality on real faces (held-out validation split)", "",
-        f"Command: `{r['command']}` (profile `{r['profile']}`, {r['machine']['cores']} cores).", "",
+        f"Command: `{r['command']}`" + (f" at commit {r['commit'][:7]}" if r.get("commit") else "")
+        + f" (profile `{r['profile']}`, {r['machine']['cores']} cores).", "",
         f"Split: key points {r['split']['keypoints_train']} train / {r['split']['keypoints_val']} validation "
         f"frames, no person in both; expressions {r['split']['emotion_train']} train / "
         f"{r['split']['emotion_val']} validation images, no exact or near duplicate in both.", "",

@@ -4,14 +4,17 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
 
 def provenance(script: str, argv) -> dict:
-    """The command that produced a result, and the machine it ran on."""
+    """The command that produced a result, the commit it ran at, and the machine."""
     args = argv if argv is not None else sys.argv[1:]
-    return {"command": f"python benchmarks/{script} " + " ".join(args),
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                            text=True).stdout.strip() or None
+    return {"command": f"python benchmarks/{script} " + " ".join(args), "commit": commit,
             "machine": {"cores": os.cpu_count(), "python": platform.python_version()}}
 
 
