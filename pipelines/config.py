@@ -88,7 +88,7 @@ class ModelParams:
     spatial_head: bool = False  # flatten the last feature map instead of global average pooling
     augment: bool = True  # training split only: flip, rotation, scale, shift, brightness/contrast
     warmup_epochs: int = 1  # linear learning-rate warm-up, then cosine decay to 0 over the epochs
-    weight_decay: float = 1e-4  # AdamW, decoupled; Keras scales it by the learning rate
+    weight_decay: float = 1e-4  # AdamW, decoupled
     label_smoothing: float = 0.0  # expressions only
     random_erasing: float = 0.0  # expressions only: probability of erasing a random rectangle
     flip_tta: bool = True  # serve the mean of the prediction and the mirrored image's (mirrored back)

@@ -113,27 +113,17 @@ class RecalibrateBatchNorm(tf.keras.callbacks.Callback):
     Measured on real key points: the moving statistics gathered during augmented training
     made eval-mode predictions jump (eval RMSE 4.7 -> 27.8 -> 4.7 px between epochs, single
     outputs 20x out of range) while the same weights with batch statistics improved every
-    epoch. The estimate is the plain mean over ``steps`` batches (momentum k/(k+1) at batch
-    k), not an exponential average: with BatchNorm's own momentum it rested on the last ~10
-    batches only, and the eval RMSE still moved by 0.1-0.2 px between the last epochs of a
-    run, when the learning rate was nearly zero.
+    epoch. Recalibrating on clean images makes eval mode agree with training; about 1,300
+    forward passes per epoch.
     """
 
-    def __init__(self, clean_batches: tf.data.Dataset, steps: int = 50):
+    def __init__(self, clean_batches: tf.data.Dataset, steps: int = 20):
         super().__init__()
         self.clean_batches, self.steps = clean_batches, steps
 
     def on_test_begin(self, logs=None):
-        layers = [m for m in self.model.submodules if isinstance(m, tf.keras.layers.BatchNormalization)]
-        momenta = [layer.momentum for layer in layers]
-        try:
-            for k, (x, _) in enumerate(self.clean_batches.take(self.steps)):
-                for layer in layers:
-                    layer.momentum = k / (k + 1.0)
-                self.model(x, training=True)
-        finally:
-            for layer, momentum in zip(layers, momenta):
-                layer.momentum = momentum
+        for x, _ in self.clean_batches.take(self.steps):
+            self.model(x, training=True)
 
 
 def fit(network: tf.keras.Model, params: config.ModelParams, train: tuple, evaluation: tuple, loss, metrics,
