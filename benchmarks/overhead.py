@@ -5,7 +5,8 @@
 Uses the training part of the quality benchmark's split (``benchmarks/quality.py`` writes
 it; run that first). Plain: ``benchmarks/plain_keras.py`` (pandas + numpy, a random
 split in the profile's train:eval proportions, the same networks, augmentation and training
-recipe). Pipeline: the whole TFX DAG with the ``full`` profile's models at the same epochs, on a fresh pipeline root (no cache).
+recipe). Pipeline: the whole TFX DAG with the ``full`` profile's models at the same epochs,
+on a fresh pipeline root (no cache).
 Reports the ratio pipeline/plain, where the difference goes (per component), and, since
 fixed costs matter less the longer training runs, the ratio projected to the ``full``
 profile's epochs from the measured fixed and per-epoch costs.
@@ -35,10 +36,8 @@ GOAL = 1.3
 
 def _split(csv: Path, out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
     """A random train/eval split in the ``full`` profile's proportions (as CsvExampleGen's)."""
-    full = config.PROFILES["full"]
     frame = pd.read_csv(csv)
-    eval_rows = frame.sample(frac=full.eval_hash_buckets / (full.eval_hash_buckets + full.train_hash_buckets),
-                             random_state=seed)
+    eval_rows = frame.sample(frac=config.PROFILES["full"].eval_fraction, random_state=seed)
     train_rows = frame.drop(eval_rows.index)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = out_dir / f"train_{csv.name}", out_dir / f"eval_{csv.name}"

@@ -12,8 +12,11 @@ from pathlib import Path
 def provenance(script: str, argv) -> dict:
     """The command that produced a result, the commit it ran at, and the machine."""
     args = argv if argv is not None else sys.argv[1:]
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                            text=True).stdout.strip() or None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True).stdout.strip() or None
+    except OSError:  # no git (e.g. an exported tree): the result still gets written
+        commit = None
     return {"command": f"python benchmarks/{script} " + " ".join(args), "commit": commit,
             "machine": {"cores": os.cpu_count(), "python": platform.python_version()}}
 

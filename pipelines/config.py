@@ -119,6 +119,11 @@ class Profile:
     eval_hash_buckets: int = 1  # of train_hash_buckets + eval_hash_buckets
     train_hash_buckets: int = 4
 
+    @property
+    def eval_fraction(self) -> float:
+        """Share of the rows CsvExampleGen puts into the eval split."""
+        return self.eval_hash_buckets / (self.eval_hash_buckets + self.train_hash_buckets)
+
 
 PROFILES = {
     # Tiny data and one epoch: what tests and CI run. Gates are loose but real.
