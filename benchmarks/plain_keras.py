@@ -6,7 +6,7 @@ standardized by the training split's mean and standard deviation; coordinates ma
 [-1, 1]). Only the plumbing differs: pandas reads the CSV, numpy parses the pixels. Used by
 ``benchmarks/overhead.py`` as the reference, and handy for trying a model change quickly:
 
-    .venv/bin/python benchmarks/plain_keras.py keypoints TRAIN.csv.gz VAL.csv.gz --epochs 10 --param spatial_head=true
+    .venv/bin/python benchmarks/plain_keras.py keypoints TRAIN.csv.gz VAL.csv.gz --epochs 10 --param head=soft_argmax
 """
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="full", choices=sorted(config.PROFILES))
     parser.add_argument("--epochs", type=int, help="override the profile's epochs")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="override any ModelParams field, e.g. --param spatial_head=true (Python literal)")
+                        help="override any ModelParams field, e.g. --param head=soft_argmax (Python literal)")
     args = parser.parse_args(argv)
     params = getattr(config.PROFILES[args.profile], args.kind)
     if args.epochs:
@@ -95,7 +95,11 @@ def main(argv=None) -> int:
     for item in args.param:
         name, _, value = item.partition("=")
         value = {"true": "True", "false": "False"}.get(value.lower(), value)
-        params = dataclasses.replace(params, **{name: ast.literal_eval(value)})
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            pass  # a bare word is a string: --param head=soft_argmax
+        params = dataclasses.replace(params, **{name: value})
     print(params)
     result = train(args.kind, args.train_csv, args.eval_csv, params)
     history = result.pop("history")

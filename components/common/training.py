@@ -122,6 +122,8 @@ class RecalibrateBatchNorm(tf.keras.callbacks.Callback):
         self.clean_batches, self.steps = clean_batches, steps
 
     def on_test_begin(self, logs=None):
+        if not any(isinstance(layer, tf.keras.layers.BatchNormalization) for layer in self.model.submodules):
+            return  # GroupNorm has no moving statistics to re-estimate
         for x, _ in self.clean_batches.take(self.steps):
             self.model(x, training=True)
 
@@ -140,7 +142,7 @@ def fit(network: tf.keras.Model, params: config.ModelParams, train: tuple, evalu
         decay_steps=max(params.epochs * steps - warmup, 1), alpha=0.0,
         warmup_target=params.learning_rate if warmup else None, warmup_steps=warmup)
     optimizer = tf.keras.optimizers.AdamW(learning_rate=schedule, weight_decay=params.weight_decay)
-    optimizer.exclude_from_weight_decay(var_names=["bn", "bias"])
+    optimizer.exclude_from_weight_decay(var_names=["bn", "gn", "bias", "offset"])
     network.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     clean = batches(*train, 64, shuffle=True, seed=1)
     callbacks = [RecalibrateBatchNorm(clean), EpochTimer(len(train[0])), BestWeights(monitor, mode),

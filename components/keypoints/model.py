@@ -3,16 +3,76 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components.common.resnet import residual_network
+from components.common import resnet
 from pipelines import config
 
 N_OUTPUTS = len(config.KEYPOINT_COLUMNS)
+N_POINTS = len(config.KEYPOINT_NAMES)
+HEATMAP_CHANNELS = 64
+layers = tf.keras.layers
 
 
 def build(params: config.ModelParams) -> tf.keras.Model:
     """Input: standardized image ``[batch, 96*96]``; output: normalized coordinates ``[batch, 30]``."""
-    return residual_network(config.KEYPOINT_IMAGE_SIZE, tf.keras.layers.Dense(N_OUTPUTS, name="coordinates"),
-                            "keypoint_resnet", params)
+    if params.head == "soft_argmax":
+        return _soft_argmax_network(params)
+    return resnet.residual_network(config.KEYPOINT_IMAGE_SIZE, layers.Dense(N_OUTPUTS, name="coordinates"),
+                                   "keypoint_resnet", params)
+
+
+class SoftArgmax(layers.Layer):
+    """Heatmap logits ``[batch, R, R, points]`` -> expected positions as normalized
+    ``[batch, 2*points]`` (x, y interleaved), plus a learned per-coordinate offset.
+
+    Cell ``j`` of an ``R``-wide map covers pixels ``j*s .. j*s+s-1`` of the image (``s =
+    size / R``); its centre in the normalized coordinates of the targets is the grid value.
+    The offset absorbs the half-cell the strided "same" convolutions shift features by.
+    """
+
+    def __init__(self, image_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.image_size = image_size
+
+    def build(self, input_shape):
+        self.offset = self.add_weight(name="offset", shape=(2 * input_shape[-1],), initializer="zeros")
+
+    def call(self, logits):
+        resolution = tf.shape(logits)[1]
+        points = logits.shape[-1]
+        flat = tf.reshape(logits, [-1, resolution * resolution, points])
+        weights = tf.nn.softmax(flat, axis=1)
+        cell = self.image_size / tf.cast(resolution, tf.float32)
+        half = (self.image_size - 1) / 2.0
+        grid = (tf.range(tf.cast(resolution, tf.float32)) * cell + (cell - 1.0) / 2.0 - half) / half
+        ys, xs = tf.meshgrid(grid, grid, indexing="ij")
+        positions = tf.stack([tf.reshape(xs, [-1]), tf.reshape(ys, [-1])], axis=-1)  # [R*R, 2]
+        expected = tf.einsum("brp,rc->bpc", weights, positions)  # [batch, points, 2]
+        return tf.reshape(expected, [-1, 2 * points]) + self.offset
+
+    def get_config(self):
+        return {**super().get_config(), "image_size": self.image_size}
+
+
+def _soft_argmax_network(params: config.ModelParams) -> tf.keras.Model:
+    """Integral regression: a small top-down decoder (FPN-style lateral 1x1 convs, upsampled
+    and summed) brings the deepest features back to the first stage's resolution, one
+    heatmap per point, and each point is its heatmap's expected position. A dense head on
+    pooled features has to encode position in channel values; here position stays spatial.
+    """
+    inputs, x = resnet.image_input(config.KEYPOINT_IMAGE_SIZE)
+    stages = resnet.residual_stages(x, params)
+    top = layers.Conv2D(HEATMAP_CHANNELS, 1, name=f"lateral{len(stages)}")(stages[-1])
+    for i in range(len(stages) - 2, -1, -1):
+        top = layers.UpSampling2D(2, interpolation="bilinear", name=f"up{i + 1}")(top)
+        top = layers.Add(name=f"merge{i + 1}")([top, layers.Conv2D(HEATMAP_CHANNELS, 1, name=f"lateral{i + 1}")(stages[i])])
+    top = layers.Conv2D(HEATMAP_CHANNELS, 3, padding="same", use_bias=False, name="heatmap_conv")(top)
+    top = resnet.norm_layer("heatmap_bn", params.norm)(top)
+    top = layers.ReLU(name="heatmap_relu")(top)
+    if params.dropout:
+        top = layers.SpatialDropout2D(params.dropout, name="heatmap_dropout")(top)
+    logits = layers.Conv2D(N_POINTS, 1, name="heatmaps")(top)
+    return tf.keras.Model(inputs, SoftArgmax(config.KEYPOINT_IMAGE_SIZE, name="coordinates")(logits),
+                          name="keypoint_soft_argmax")
 
 
 def masked_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:

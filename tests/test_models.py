@@ -1,0 +1,83 @@
+"""The networks: every head/normalization combination builds, and the soft-argmax head
+reads positions in the targets' coordinate convention."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from components import keypoints  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
+import tensorflow as tf  # noqa: E402
+
+from components.common import training  # noqa: E402
+from components.emotion import model as emotion_model  # noqa: E402
+from components.keypoints import model as keypoint_model  # noqa: E402
+from components.keypoints.transform import normalize_coordinates  # noqa: E402
+from pipelines import config  # noqa: E402
+
+SIZE = config.KEYPOINT_IMAGE_SIZE
+TINY = config.ModelParams(stage_filters=(8, 16), blocks_per_stage=1, epochs=1, batch_size=16,
+                          learning_rate=3e-3, stem_stride=2)
+
+
+@pytest.mark.parametrize("head", ["pool", "flatten", "soft_argmax"])
+@pytest.mark.parametrize("norm", ["batch", "group"])
+def test_keypoint_network_outputs_30_coordinates(head, norm):
+    network = keypoint_model.build(dataclasses.replace(TINY, head=head, norm=norm))
+    out = network(np.random.default_rng(0).normal(size=(3, SIZE * SIZE)).astype(np.float32))
+    assert out.shape == (3, len(config.KEYPOINT_COLUMNS))
+    assert np.all(np.isfinite(out.numpy()))
+    kinds = {type(layer).__name__ for layer in network.layers}
+    assert ("GroupNormalization" in kinds) == (norm == "group")
+    assert ("BatchNormalization" in kinds) == (norm == "batch")
+
+
+def test_emotion_network_with_group_norm_outputs_probabilities():
+    network = emotion_model.build(dataclasses.replace(TINY, norm="group"))
+    probs = network(np.zeros((2, config.EMOTION_IMAGE_SIZE ** 2), np.float32)).numpy()
+    assert probs.shape == (2, len(config.EMOTION_CLASSES))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("row, col", [(0, 0), (5, 10), (23, 17)])
+def test_soft_argmax_of_a_peaked_heatmap_is_that_cells_centre(row, col):
+    logits = np.full((1, 24, 24, 15), -1e4, np.float32)
+    logits[0, row, col, :] = 0.0
+    out = keypoint_model.SoftArgmax(SIZE)(logits).numpy()[0]
+    cell = SIZE / 24  # 4 pixels; a cell's centre is halfway between its first and last pixel
+    expected = normalize_coordinates(np.array([col * cell + (cell - 1) / 2, row * cell + (cell - 1) / 2]))
+    np.testing.assert_allclose(out.reshape(15, 2), np.tile(expected, (15, 1)), atol=1e-5)
+
+
+def test_soft_argmax_of_a_flat_heatmap_is_the_image_centre():
+    out = keypoint_model.SoftArgmax(SIZE)(np.zeros((2, 12, 12, 15), np.float32)).numpy()
+    np.testing.assert_allclose(out, 0.0, atol=1e-6)
+
+
+def _dot_images(n: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Images with one bright 5x5 square; every key point's target is its centre."""
+    images = rng.normal(0.0, 0.1, size=(n, SIZE, SIZE)).astype(np.float32)
+    centres = rng.uniform(10, SIZE - 11, size=(n, 2)).round()
+    for image, (x, y) in zip(images, centres.astype(int)):
+        image[y - 2:y + 3, x - 2:x + 3] += 3.0
+    targets = np.tile(normalize_coordinates(centres), (1, len(config.KEYPOINT_NAMES))).astype(np.float32)
+    return images.reshape(n, -1), np.concatenate([targets, np.ones_like(targets)], axis=1), centres
+
+
+def test_soft_argmax_network_learns_where_a_dot_is():
+    """A few hundred steps on a dot-finding task: the head must map heatmap cells to x and y
+    the right way round (a transposed grid cannot be learned by convolutions)."""
+    rng = np.random.default_rng(0)
+    x, y, _ = _dot_images(512, rng)
+    ex, ey, centres = _dot_images(64, rng)
+    tf.keras.utils.set_random_seed(0)
+    params = dataclasses.replace(TINY, head="soft_argmax", epochs=6, warmup_epochs=0, augment=False)
+    network = keypoint_model.build(params)
+    training.fit(network, params, (x, y), (ex, ey), loss=keypoint_model.masked_loss,
+                 metrics=[keypoint_model.TrainingPixelRMSE()], monitor="val_rmse_px", mode="min")
+    predicted = network(ex, training=False).numpy()
+    half = (SIZE - 1) / 2
+    x_px, y_px = predicted[:, 0] * half + half, predicted[:, 1] * half + half
+    errors = np.hypot(x_px - centres[:, 0], y_px - centres[:, 1])
+    assert np.median(errors) < 4.0, f"median error {np.median(errors):.2f} px"
