@@ -87,7 +87,8 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="full", choices=sorted(config.PROFILES))
     parser.add_argument("--epochs", type=int, help="override the profile's epochs")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="override any ModelParams field, e.g. --param head=soft_argmax (Python literal)")
+                        help="override a ModelParams field (Python literal or bare string), e.g. --param head=soft_argmax, "
+                             "--param augmentation.max_shift=0.1, --param augmentation=None")
     args = parser.parse_args(argv)
     params = getattr(config.PROFILES[args.profile], args.kind)
     if args.epochs:
@@ -99,6 +100,10 @@ def main(argv=None) -> int:
             value = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             pass  # a bare word is a string: --param head=soft_argmax
+        if name.startswith("augmentation."):  # --param augmentation.max_shift=0.1
+            value = dataclasses.replace(params.augmentation or config.Augmentation(),
+                                        **{name.partition(".")[2]: value})
+            name = "augmentation"
         params = dataclasses.replace(params, **{name: value})
     print(params)
     result = train(args.kind, args.train_csv, args.eval_csv, params)

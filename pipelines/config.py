@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -74,6 +75,25 @@ BRANCHES = (KEYPOINTS, EMOTION)
 
 
 @dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """Training-only augmentation (``components/common/augment.py``); never at eval or serving.
+
+    Geometry is in normalized coordinates ([-1, 1] across the image), so the same values
+    mean the same thing for 96x96 key-point frames and 48x48 expression images.
+    """
+
+    flip_probability: float = 0.5  # horizontal flip (key points: x mirrored, left/right swapped)
+    max_rotation_deg: float = 12.0
+    max_log_scale: float = 0.08
+    max_shift: float = 0.06  # fraction of the half-width
+    brightness: float = 0.25  # in standardized units
+    contrast: float = 0.25  # relative
+    erase_probability: float = 0.0  # random erasing; expressions only: it would hide labelled points
+    erase_area: tuple[float, float] = (0.02, 0.2)  # fraction of the image
+    erase_aspect: tuple[float, float] = (0.3, 3.3)
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelParams:
     """Hyperparameters of one model; both trainers read them from custom_config."""
 
@@ -89,12 +109,34 @@ class ModelParams:
     # "soft_argmax" (key points only): a heatmap per point, coordinates as its expected position
     head: str = "pool"
     norm: str = "batch"  # "batch" or "group" normalization in the residual network
-    augment: bool = True  # training split only: flip, rotation, scale, shift, brightness/contrast
+    augmentation: Augmentation | None = Augmentation()  # training split only; None: off
     warmup_epochs: int = 1  # linear learning-rate warm-up, then cosine decay to 0 over the epochs
     weight_decay: float = 1e-4  # AdamW, decoupled
     label_smoothing: float = 0.0  # expressions only
-    random_erasing: float = 0.0  # expressions only: probability of erasing a random rectangle
     flip_tta: bool = True  # serve the mean of the prediction and the mirrored image's (mirrored back)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly values (the Trainer's ``custom_config``)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelParams:
+        """Inverse of ``to_dict`` (JSON turned the tuples into lists)."""
+        values = dict(values, stage_filters=tuple(values["stage_filters"]))
+        if values.get("augmentation") is not None:
+            aug = values["augmentation"]
+            values["augmentation"] = Augmentation(**{k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()})
+        return cls(**values)
+
+    def flat(self) -> dict[str, str]:
+        """``name -> value`` strings, nested ones as ``augmentation.max_shift`` (for MLflow)."""
+        flat = {}
+        for name, value in dataclasses.asdict(self).items():
+            if isinstance(value, dict):
+                flat.update({f"{name}.{k}": str(v) for k, v in value.items()})
+            else:
+                flat[name] = str(value)
+        return flat
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +202,8 @@ PROFILES = {
         # the best epoch was the last, so 50.
         emotion=ModelParams(stage_filters=(32, 64, 128, 256), blocks_per_stage=2, epochs=50,
                             batch_size=64, learning_rate=2e-3, dropout=0.3, stem_pool=True,
-                            warmup_epochs=2, label_smoothing=0.1, weight_decay=0.05, random_erasing=0.25),
+                            warmup_epochs=2, label_smoothing=0.1, weight_decay=0.05,
+                            augmentation=Augmentation(erase_probability=0.25)),
         thresholds=Thresholds(keypoints_max_rmse_px=6.0, keypoints_rmse_change_px=0.05,
                               emotion_min_accuracy=0.45, emotion_accuracy_change=0.005,
                               emotion_min_macro_recall=0.40, emotion_macro_recall_change=0.01),

@@ -128,7 +128,7 @@ def _branch(branch: config.Branch, input_base: str, profile: config.Profile, mod
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config={"model": _params_dict(params), "code_version": code_version},
+        custom_config={"model": params.to_dict(), "code_version": code_version},
     ).with_id(cid("Trainer"))
     # Scoped to this branch's Trainer and Evaluator: unscoped, the strategy returns the
     # other branch's model as the baseline.
@@ -156,12 +156,6 @@ def _branch(branch: config.Branch, input_base: str, profile: config.Profile, mod
     ).with_id(cid("Pusher"))
     return [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
             model_resolver, evaluator, pusher]
-
-
-def _params_dict(params: config.ModelParams) -> dict:
-    values = {f: getattr(params, f) for f in params.__dataclass_fields__}
-    values["stage_filters"] = list(values["stage_filters"])
-    return values
 
 
 def create_pipeline(

@@ -6,7 +6,6 @@ registry as ``emotion-ai-<model>``, their source being the TF Serving version di
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
@@ -56,9 +55,8 @@ def track(result, profile: config.Profile, pipeline_root: Path) -> str:
             mlflow.log_artifact(str(result.report_path))
         for branch in config.BRANCHES:
             b = summary.branches[branch.name]
-            params = dataclasses.asdict(getattr(profile, branch.name))
             with mlflow.start_run(experiment_id=experiment_id, run_name=branch.name, nested=True) as child:
-                mlflow.log_params({k: str(v) for k, v in params.items()})
+                mlflow.log_params(getattr(profile, branch.name).flat())
                 mlflow.set_tags({"blessed": str(b.blessed), "pushed": str(b.pushed and not b.identical_to_version),
                                  "pushed_version": b.pushed_version or b.identical_to_version or "",
                                  "validation_failures": "; ".join(b.validation_failures)[:4000]})

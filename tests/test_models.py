@@ -3,6 +3,7 @@ reads positions in the targets' coordinate convention."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -72,7 +73,7 @@ def test_soft_argmax_network_learns_where_a_dot_is():
     x, y, _ = _dot_images(512, rng)
     ex, ey, centres = _dot_images(64, rng)
     tf.keras.utils.set_random_seed(0)
-    params = dataclasses.replace(TINY, head="soft_argmax", epochs=6, warmup_epochs=0, augment=False)
+    params = dataclasses.replace(TINY, head="soft_argmax", epochs=6, warmup_epochs=0, augmentation=None)
     network = keypoint_model.build(params)
     training.fit(network, params, (x, y), (ex, ey), loss=keypoint_model.masked_loss,
                  metrics=[keypoint_model.TrainingPixelRMSE()], monitor="val_rmse_px", mode="min")
@@ -81,3 +82,17 @@ def test_soft_argmax_network_learns_where_a_dot_is():
     x_px, y_px = predicted[:, 0] * half + half, predicted[:, 1] * half + half
     errors = np.hypot(x_px - centres[:, 0], y_px - centres[:, 1])
     assert np.median(errors) < 4.0, f"median error {np.median(errors):.2f} px"
+
+
+@pytest.mark.parametrize("profile", sorted(config.PROFILES))
+@pytest.mark.parametrize("branch", ["keypoints", "emotion"])
+def test_model_params_survive_the_trainers_custom_config(profile, branch):
+    """The pipeline hands hyperparameters to the Trainer as JSON; what arrives must be the
+    profile's, nested augmentation settings and tuples included."""
+    params = getattr(config.PROFILES[profile], branch)
+    assert config.ModelParams.from_dict(json.loads(json.dumps(params.to_dict()))) == params
+    off = dataclasses.replace(params, augmentation=None)
+    assert config.ModelParams.from_dict(json.loads(json.dumps(off.to_dict()))) == off
+    flat = params.flat()
+    assert flat["augmentation.erase_probability"] == str(params.augmentation.erase_probability)
+    assert flat["stage_filters"] == str(params.stage_filters)

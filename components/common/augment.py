@@ -9,7 +9,6 @@ a drawn feature and its key point move together.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import tensorflow as tf
@@ -29,19 +28,6 @@ _SWAP_NAMES.update({v: k for k, v in _SWAP_NAMES.items()})
 FLIP_POINT_ORDER = [config.KEYPOINT_NAMES.index(_SWAP_NAMES.get(n, n)) for n in config.KEYPOINT_NAMES]
 # The same permutation on the 30 interleaved x, y columns.
 FLIP_COLUMN_ORDER = [2 * p + axis for p in FLIP_POINT_ORDER for axis in (0, 1)]
-
-
-@dataclasses.dataclass(frozen=True)
-class AugmentParams:
-    flip_probability: float = 0.5
-    max_rotation_deg: float = 12.0
-    max_log_scale: float = 0.08
-    max_shift: float = 0.06  # fraction of the half-width
-    brightness: float = 0.25  # in standardized units
-    contrast: float = 0.25  # relative
-    erase_probability: float = 0.0  # random erasing (expressions only: it would hide labelled points)
-    erase_area: tuple[float, float] = (0.02, 0.2)  # fraction of the image
-    erase_aspect: tuple[float, float] = (0.3, 3.3)
 
 
 def flip_coordinates(coords: tf.Tensor) -> tf.Tensor:
@@ -87,14 +73,14 @@ def transform_coordinates(coords: tf.Tensor, linear: tf.Tensor, offset: tf.Tenso
     return tf.reshape(moved, [-1, 2 * len(config.KEYPOINT_NAMES)])
 
 
-def _random_geometry(batch, params: AugmentParams):
+def _random_geometry(batch, params: config.Augmentation):
     angle = tf.random.uniform([batch], -1.0, 1.0) * params.max_rotation_deg * 3.141592653589793 / 180.0
     log_scale = tf.random.uniform([batch], -params.max_log_scale, params.max_log_scale)
     shift = tf.random.uniform([batch, 2], -params.max_shift, params.max_shift)
     return _affine_matrices(angle, log_scale, shift[:, 0], shift[:, 1])
 
 
-def _photometric(images, params: AugmentParams):
+def _photometric(images, params: config.Augmentation):
     batch = tf.shape(images)[0]
     contrast = 1.0 + tf.random.uniform([batch, 1, 1, 1], -params.contrast, params.contrast)
     brightness = tf.random.uniform([batch, 1, 1, 1], -params.brightness, params.brightness)
@@ -106,7 +92,7 @@ def _flip_choice(batch, params):
     return tf.random.uniform([batch]) < params.flip_probability
 
 
-def augment_keypoints(images, coords, mask, params: AugmentParams = AugmentParams()):
+def augment_keypoints(images, coords, mask, params: config.Augmentation = config.Augmentation()):
     """Random flip, rotation, scale, shift and brightness/contrast of a key-point batch.
 
     ``images``: [batch, H, W, 1] standardized; ``coords``/``mask``: [batch, 30] normalized.
@@ -123,7 +109,7 @@ def augment_keypoints(images, coords, mask, params: AugmentParams = AugmentParam
     return _photometric(images, params), coords, mask
 
 
-def random_erase(images, params: AugmentParams):
+def random_erase(images, params: config.Augmentation):
     """Random erasing (Zhong et al., 2017): with ``erase_probability``, one rectangle of
     random area and aspect ratio per image is replaced by noise, so the classifier cannot
     lean on one region (mouth or eyes) alone."""
@@ -143,7 +129,7 @@ def random_erase(images, params: AugmentParams):
     return tf.where(inside[..., None], tf.random.normal(shape), images)
 
 
-def augment_images(images, params: AugmentParams = AugmentParams()):
+def augment_images(images, params: config.Augmentation = config.Augmentation()):
     """The same jitter for label-free images (expressions do not move with geometry), plus
     random erasing when ``params.erase_probability`` is set."""
     batch = tf.shape(images)[0]

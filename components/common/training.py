@@ -56,7 +56,7 @@ def batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, augmen
 def prepare(fn_args: tfx.components.FnArgs, to_xy):
     """Hyperparameters, the Transform output, and the train and eval splits as arrays of
     ``(inputs, targets)`` made by ``to_xy`` from transformed feature dicts."""
-    params = config.ModelParams(**fn_args.custom_config["model"])
+    params = config.ModelParams.from_dict(fn_args.custom_config["model"])
     tf.keras.utils.set_random_seed(0)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
 
@@ -149,7 +149,7 @@ def fit(network: tf.keras.Model, params: config.ModelParams, train: tuple, evalu
                  tf.keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=max(5, params.epochs // 3))]
     if log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
-    return network.fit(batches(*train, params.batch_size, shuffle=True, augment=augment if params.augment else None),
+    return network.fit(batches(*train, params.batch_size, shuffle=True, augment=augment if params.augmentation else None),
                        validation_data=batches(*evaluation, params.batch_size, shuffle=False),
                        epochs=params.epochs, verbose=2, class_weight=class_weight, callbacks=callbacks)
 

@@ -20,10 +20,8 @@ def _to_xy(features):
 
 def augmenter(params: config.ModelParams):
     """Training-only augmentation of one batch ``(x, y)``."""
-    settings = augment.AugmentParams(erase_probability=params.random_erasing)
-
     def augment_batch(x, y):
-        images = augment.augment_images(tf.reshape(x, [-1, SIZE, SIZE, 1]), settings)
+        images = augment.augment_images(tf.reshape(x, [-1, SIZE, SIZE, 1]), params.augmentation)
         return tf.reshape(images, [-1, SIZE * SIZE]), y
 
     return augment_batch

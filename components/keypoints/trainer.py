@@ -19,12 +19,15 @@ def _to_xy(features):
     return x, y
 
 
-def augment_batch(x, y):
-    """Training-only augmentation of one batch (also used by the plain-Keras benchmark)."""
-    images = tf.reshape(x, [-1, SIZE, SIZE, 1])
-    n = len(config.KEYPOINT_COLUMNS)
-    images, targets, mask = augment.augment_keypoints(images, y[:, :n], y[:, n:])
-    return tf.reshape(images, [-1, SIZE * SIZE]), tf.concat([targets, mask], axis=-1)
+def augmenter(params: config.ModelParams):
+    """Training-only augmentation of one batch ``(x, [targets, mask])``."""
+    def augment_batch(x, y):
+        images = tf.reshape(x, [-1, SIZE, SIZE, 1])
+        n = len(config.KEYPOINT_COLUMNS)
+        images, targets, mask = augment.augment_keypoints(images, y[:, :n], y[:, n:], params.augmentation)
+        return tf.reshape(images, [-1, SIZE * SIZE]), tf.concat([targets, mask], axis=-1)
+
+    return augment_batch
 
 
 def _postprocess(normalized, image_hw):
@@ -45,7 +48,7 @@ def train(params: config.ModelParams, train_split, eval_split, log_dir: str | No
     logging.info("key-point network: %d parameters", network.count_params())
     history = training.fit(network, params, train_split, eval_split, loss=model_lib.masked_loss,
                            metrics=[model_lib.TrainingPixelRMSE()], monitor="val_rmse_px", mode="min",
-                           augment=augment_batch, log_dir=log_dir)
+                           augment=augmenter(params), log_dir=log_dir)
     return network, history
 
 
