@@ -115,6 +115,12 @@ class ModelParams:
     label_smoothing: float = 0.0  # expressions only
     flip_tta: bool = True  # serve the mean of the prediction and the mirrored image's (mirrored back)
 
+    def __post_init__(self):
+        if self.head not in ("pool", "flatten", "soft_argmax"):
+            raise ValueError(f"ModelParams.head must be pool, flatten or soft_argmax, not {self.head!r}")
+        if self.norm not in ("batch", "group"):
+            raise ValueError(f"ModelParams.norm must be batch or group, not {self.norm!r}")
+
     def to_dict(self) -> dict:
         """JSON-friendly values (the Trainer's ``custom_config``)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))

@@ -41,6 +41,15 @@ def test_emotion_network_with_group_norm_outputs_probabilities():
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_unknown_head_or_norm_is_refused_by_name():
+    with pytest.raises(ValueError, match="head.*'heatmap'"):
+        dataclasses.replace(TINY, head="heatmap")
+    with pytest.raises(ValueError, match="norm.*'layer'"):
+        dataclasses.replace(TINY, norm="layer")
+    with pytest.raises(ValueError, match="soft-argmax"):
+        emotion_model.build(dataclasses.replace(TINY, head="soft_argmax"))
+
+
 @pytest.mark.parametrize("row, col", [(0, 0), (5, 10), (23, 17)])
 def test_soft_argmax_of_a_peaked_heatmap_is_that_cells_centre(row, col):
     logits = np.full((1, 24, 24, 15), -1e4, np.float32)
