@@ -122,8 +122,6 @@ class RecalibrateBatchNorm(tf.keras.callbacks.Callback):
         self.clean_batches, self.steps = clean_batches, steps
 
     def on_test_begin(self, logs=None):
-        if not any(isinstance(layer, tf.keras.layers.BatchNormalization) for layer in self.model.submodules):
-            return  # GroupNorm has no moving statistics to re-estimate
         for x, _ in self.clean_batches.take(self.steps):
             self.model(x, training=True)
 
@@ -144,9 +142,11 @@ def fit(network: tf.keras.Model, params: config.ModelParams, train: tuple, evalu
     optimizer = tf.keras.optimizers.AdamW(learning_rate=schedule, weight_decay=params.weight_decay)
     optimizer.exclude_from_weight_decay(var_names=["bn", "gn", "bias", "offset"])
     network.compile(optimizer=optimizer, loss=loss, metrics=metrics)
-    clean = batches(*train, 64, shuffle=True, seed=1)
-    callbacks = [RecalibrateBatchNorm(clean), EpochTimer(len(train[0])), BestWeights(monitor, mode),
+    callbacks = [EpochTimer(len(train[0])), BestWeights(monitor, mode),
                  tf.keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=max(5, params.epochs // 3))]
+    if any(isinstance(layer, tf.keras.layers.BatchNormalization) for layer in network.submodules):
+        # GroupNorm networks have no moving statistics to re-estimate
+        callbacks.insert(0, RecalibrateBatchNorm(batches(*train, 64, shuffle=True, seed=1)))
     if log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     return network.fit(batches(*train, params.batch_size, shuffle=True, augment=augment if params.augmentation else None),

@@ -1,6 +1,7 @@
 """The key-point network: a residual CNN regressing 30 normalized coordinates."""
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from components.common import resnet
@@ -35,18 +36,18 @@ class SoftArgmax(layers.Layer):
 
     def build(self, input_shape):
         self.offset = self.add_weight(name="offset", shape=(2 * input_shape[-1],), initializer="zeros")
+        # Cell centres are fixed by the map's size: computed once, not on every call.
+        resolution = input_shape[1]
+        cell = self.image_size / resolution
+        half = (self.image_size - 1) / 2.0
+        grid = (np.arange(resolution) * cell + (cell - 1.0) / 2.0 - half) / half
+        ys, xs = np.meshgrid(grid, grid, indexing="ij")
+        self.positions = tf.constant(np.stack([xs.ravel(), ys.ravel()], axis=-1), tf.float32)  # [R*R, 2]
 
     def call(self, logits):
-        resolution = tf.shape(logits)[1]
-        points = logits.shape[-1]
-        flat = tf.reshape(logits, [-1, resolution * resolution, points])
-        weights = tf.nn.softmax(flat, axis=1)
-        cell = self.image_size / tf.cast(resolution, tf.float32)
-        half = (self.image_size - 1) / 2.0
-        grid = (tf.range(tf.cast(resolution, tf.float32)) * cell + (cell - 1.0) / 2.0 - half) / half
-        ys, xs = tf.meshgrid(grid, grid, indexing="ij")
-        positions = tf.stack([tf.reshape(xs, [-1]), tf.reshape(ys, [-1])], axis=-1)  # [R*R, 2]
-        expected = tf.einsum("brp,rc->bpc", weights, positions)  # [batch, points, 2]
+        resolution, points = logits.shape[1], logits.shape[-1]
+        weights = tf.nn.softmax(tf.reshape(logits, [-1, resolution * resolution, points]), axis=1)
+        expected = tf.einsum("brp,rc->bpc", weights, self.positions)  # [batch, points, 2]
         return tf.reshape(expected, [-1, 2 * points]) + self.offset
 
     def get_config(self):
