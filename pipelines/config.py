@@ -113,7 +113,13 @@ class ModelParams:
     warmup_epochs: int = 1  # linear learning-rate warm-up, then cosine decay to 0 over the epochs
     weight_decay: float = 1e-4  # AdamW, decoupled
     label_smoothing: float = 0.0  # expressions only
-    flip_tta: bool = True  # serve the mean of the prediction and the mirrored image's (mirrored back)
+    # Test-time augmentation in the served graph: the mean over the image and its mirror
+    # (flip_tta), each also shifted by +-tta_shift_px pixels on a 3x3 grid (0: not shifted).
+    flip_tta: bool = True
+    tta_shift_px: int = 0
+    # Key points: subtract the served prediction's mean error per coordinate on the eval
+    # split (see components/keypoints/trainer.offset_correction).
+    calibrate_offsets: bool = False
 
     def __post_init__(self):
         if self.head not in ("pool", "flatten", "soft_argmax"):
@@ -183,9 +189,10 @@ PROFILES = {
         sample_keypoint_rows=160,
         sample_emotion_rows=250,
         keypoints=ModelParams(stage_filters=(8, 16), blocks_per_stage=1, epochs=1,
-                              batch_size=32, learning_rate=2e-3, stem_stride=2, head="soft_argmax", norm="group"),
+                              batch_size=32, learning_rate=2e-3, stem_stride=2, head="soft_argmax", norm="group",
+                              calibrate_offsets=True),
         emotion=ModelParams(stage_filters=(8, 16), blocks_per_stage=1, epochs=1,
-                            batch_size=32, learning_rate=2e-3),
+                            batch_size=32, learning_rate=2e-3, tta_shift_px=3),
         thresholds=Thresholds(keypoints_max_rmse_px=60.0, keypoints_rmse_change_px=1e9,
                               emotion_min_accuracy=0.0, emotion_accuracy_change=1.0),
     ),
@@ -201,7 +208,8 @@ PROFILES = {
         # 1.76 px (1.70 by epoch 11); GroupNorm + decay 0.05 ended stable at 1.72 after 20.
         keypoints=ModelParams(stage_filters=(32, 64, 128, 256), blocks_per_stage=2, epochs=80,
                               batch_size=32, learning_rate=1e-3, dropout=0.1, stem_stride=2, stem_pool=True,
-                              head="soft_argmax", norm="group", warmup_epochs=3, weight_decay=0.05),
+                              head="soft_argmax", norm="group", warmup_epochs=3, weight_decay=0.05,
+                              calibrate_offsets=True),
         # 40 epochs without decay overfitted (train accuracy 0.90, eval 0.755, best epoch 29):
         # AdamW's decay is scaled by the learning rate, so 1e-4 was no regularization at all;
         # decay 0.05 and random erasing, 45 epochs: 0.796 vs 0.788 accuracy on unseen images
@@ -209,7 +217,7 @@ PROFILES = {
         emotion=ModelParams(stage_filters=(32, 64, 128, 256), blocks_per_stage=2, epochs=45,
                             batch_size=64, learning_rate=2e-3, dropout=0.3, stem_pool=True,
                             warmup_epochs=2, label_smoothing=0.1, weight_decay=0.05,
-                            augmentation=Augmentation(erase_probability=0.25)),
+                            augmentation=Augmentation(erase_probability=0.25), tta_shift_px=3),
         thresholds=Thresholds(keypoints_max_rmse_px=6.0, keypoints_rmse_change_px=0.05,
                               emotion_min_accuracy=0.45, emotion_accuracy_change=0.005,
                               emotion_min_macro_recall=0.40, emotion_macro_recall_change=0.01),

@@ -16,6 +16,7 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
+from components.common import augment
 from pipelines import config
 
 
@@ -159,6 +160,40 @@ def mirror_images(flat: tf.Tensor, size: int) -> tf.Tensor:
     return tf.reshape(tf.reverse(tf.reshape(flat, [-1, size, size]), axis=[2]), [-1, size * size])
 
 
+def tta_views(params: config.ModelParams, size: int) -> list[tuple[bool, tuple[float, float]]]:
+    """The test-time views the served model averages over, as ``(mirrored, shift)``; the
+    shift in normalized coordinates (``params.tta_shift_px`` pixels on a 3x3 grid)."""
+    half = (size - 1) / 2.0
+    steps = (0, params.tta_shift_px, -params.tta_shift_px) if params.tta_shift_px else (0,)
+    mirrors = (False, True) if params.flip_tta else (False,)
+    return [(m, (dx / half, dy / half)) for m in mirrors for dx in steps for dy in steps]
+
+
+def view_images(flat: tf.Tensor, size: int, mirrored: bool, shift: tuple[float, float]) -> tf.Tensor:
+    """One test-time view of flat images: mirrored, then shifted (border reflected, as the
+    training augmentation fills it)."""
+    if mirrored:
+        flat = mirror_images(flat, size)
+    if shift == (0.0, 0.0):
+        return flat
+    batch = tf.shape(flat)[0]
+    images = augment.transform_images(tf.reshape(flat, [-1, size, size, 1]), tf.eye(2, batch_shape=[batch]),
+                                      tf.tile(tf.constant([shift], tf.float32), [batch, 1]))
+    return tf.reshape(images, [-1, size * size])
+
+
+def predict_views(network: tf.keras.Model, x: np.ndarray, size: int, views, unview, batch_size: int = 256
+                  ) -> np.ndarray:
+    """What the served graph computes from already-transformed images: the mean over the
+    test-time ``views`` of the network's outputs, each mapped back by ``unview``."""
+    total = 0.0
+    for mirrored, shift in views:
+        data = tf.data.Dataset.from_tensor_slices(x).batch(batch_size).map(
+            lambda batch, mirrored=mirrored, shift=shift: view_images(batch, size, mirrored, shift))
+        total += unview(tf.constant(network.predict(data, verbose=0)), mirrored, shift).numpy()
+    return total / len(views)
+
+
 def decode_images(images: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
     """Encoded images (PNG, JPEG, BMP, GIF; any size, colour or grey) -> pixel strings of
     ``size`` x ``size`` grey images, as in the datasets, and each input's ``(height, width)``."""
@@ -175,7 +210,7 @@ def decode_images(images: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
 
 def export_saved_model(network: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
                        serving_model_dir: str, pixel_column: str, image_size: int, postprocess,
-                       unmirror=None) -> None:
+                       views=((False, (0.0, 0.0)),), unview=lambda outputs, mirrored, shift: outputs) -> None:
     """Save ``network`` (flat standardized image -> outputs) with the signatures serving and
     TFMA use. Every signature runs the Transform graph, so preprocessing is the training one.
 
@@ -188,9 +223,10 @@ def export_saved_model(network: tf.keras.Model, tf_transform_output: tft.TFTrans
       takes the evaluation labels from it.
 
     ``postprocess(outputs, image_hw)`` turns network outputs into the served dict;
-    ``image_hw`` is None unless the input was an encoded image. With ``unmirror`` (maps the
-    network's output on a mirrored image back to the original's), the served output is the
-    mean of both: flip test-time augmentation inside the graph, so every client gets it.
+    ``image_hw`` is None unless the input was an encoded image. The served output is the
+    mean of the network's outputs on each of ``views`` (``tta_views``), each mapped back to
+    the original image by ``unview(outputs, mirrored, shift)``: test-time augmentation
+    inside the graph, so every client (and the Evaluator) gets it.
     """
     inputs = tf.keras.Input(shape=network.input_shape[1:], name=config.IMAGE_FEATURE)
     model = tf.keras.Model({config.IMAGE_FEATURE: inputs}, network(inputs))
@@ -200,11 +236,10 @@ def export_saved_model(network: tf.keras.Model, tf_transform_output: tft.TFTrans
 
     def run(features):
         images = model.tft_layer(features)[config.IMAGE_FEATURE]
-        outputs = model({config.IMAGE_FEATURE: images}, training=False)
-        if unmirror is None:
-            return outputs
-        mirrored = model({config.IMAGE_FEATURE: mirror_images(images, image_size)}, training=False)
-        return (outputs + unmirror(mirrored)) / 2.0
+        outputs = [unview(model({config.IMAGE_FEATURE: view_images(images, image_size, mirrored, shift)},
+                                training=False), mirrored, shift)
+                   for mirrored, shift in views]
+        return tf.add_n(outputs) / len(outputs)
 
     def run_pixels(pixel_strings):
         return run({pixel_column: tf.reshape(pixel_strings, [-1, 1])})

@@ -40,6 +40,11 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
     return {i: float(w) for i, w in enumerate(weights)}
 
 
+def _unview(probabilities, mirrored, shift):
+    del mirrored, shift  # an expression does not move with the image
+    return probabilities
+
+
 def _postprocess(probabilities, image_hw):
     del image_hw  # class probabilities do not depend on the input size
     class_id = tf.argmax(probabilities, axis=-1)
@@ -72,4 +77,4 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     training.save_history(history, fn_args)
     training.export_saved_model(network, tft_output, fn_args.serving_model_dir,
                                 pixel_column=config.EMOTION_PIXELS_COLUMN, image_size=SIZE, postprocess=_postprocess,
-                                unmirror=(lambda probabilities: probabilities) if params.flip_tta else None)
+                                views=training.tta_views(params, SIZE), unview=_unview)
