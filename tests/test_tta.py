@@ -65,3 +65,19 @@ def test_offset_correction_is_the_mean_error_of_known_coordinates():
     expected = (targets * mask).sum(0) / mask.sum(0) - predicted
     expected[4:6] = 0.0
     np.testing.assert_allclose(correction, expected, atol=1e-5)
+
+
+def test_all_views_in_one_call_equal_one_call_per_view():
+    """The served graph runs every view in one batch; splitting it back must give each
+    image its own views (a batch of 3 different images, 18 views)."""
+    tf.keras.utils.set_random_seed(1)
+    network = tf.keras.Sequential([tf.keras.Input((SIZE * SIZE,)), tf.keras.layers.Dense(30, activation="tanh")])
+    views = training.tta_views(_params(True, 3), SIZE)
+    images = tf.constant(np.random.default_rng(1).normal(size=(3, SIZE * SIZE)).astype(np.float32))
+    one_call = training.average_views(network, images, SIZE, views, keypoint_trainer._unview).numpy()
+    per_view = np.mean([keypoint_trainer._unview(network(training.view_images(images, SIZE, m, s)), m, s).numpy()
+                        for m, s in views], axis=0)
+    np.testing.assert_allclose(one_call, per_view, atol=1e-5)
+    assert np.abs(one_call[0] - one_call[1]).max() > 1e-3  # rows are not mixed up or averaged together
+    np.testing.assert_allclose(training.predict_views(network, images.numpy(), SIZE, views, keypoint_trainer._unview,
+                                                      batch_size=2), one_call, atol=1e-5)
