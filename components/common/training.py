@@ -5,6 +5,7 @@ The model-specific parts (network, loss, targets, outputs) stay in each branch's
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -65,7 +66,16 @@ def prepare(fn_args: tfx.components.FnArgs, to_xy):
         data = transformed_dataset(files, fn_args.data_accessor, tft_output, params.batch_size)
         return to_arrays(data.map(to_xy))
 
-    return params, tft_output, load(fn_args.train_files), load(fn_args.eval_files)
+    with timed("reading the transformed splits"):
+        return params, tft_output, load(fn_args.train_files), load(fn_args.eval_files)
+
+
+@contextlib.contextmanager
+def timed(what: str):
+    """Log how long a Trainer step took (the absl log has no timestamps)."""
+    start = time.time()
+    yield
+    logging.info("%s took %.1f s", what, time.time() - start)
 
 
 class BestWeights(tf.keras.callbacks.Callback):
@@ -150,9 +160,11 @@ def fit(network: tf.keras.Model, params: config.ModelParams, train: tuple, evalu
         callbacks.insert(0, RecalibrateBatchNorm(batches(*train, 64, shuffle=True, seed=1)))
     if log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
-    return network.fit(batches(*train, params.batch_size, shuffle=True, augment=augment if params.augmentation else None),
-                       validation_data=batches(*evaluation, params.batch_size, shuffle=False),
-                       epochs=params.epochs, verbose=2, class_weight=class_weight, callbacks=callbacks)
+    with timed("training"):
+        return network.fit(
+            batches(*train, params.batch_size, shuffle=True, augment=augment if params.augmentation else None),
+            validation_data=batches(*evaluation, params.batch_size, shuffle=False),
+            epochs=params.epochs, verbose=2, class_weight=class_weight, callbacks=callbacks)
 
 
 def mirror_images(flat: tf.Tensor, size: int) -> tf.Tensor:
@@ -265,12 +277,13 @@ def export_saved_model(network: tf.keras.Model, tf_transform_output: tft.TFTrans
     def transform_features(serialized):
         return model.tft_layer(tf.io.parse_example(serialized, raw_spec))
 
-    model.save(serving_model_dir, save_format="tf", signatures={
-        "serving_default": serve_images,
-        "serving_pixels": serve_pixels,
-        "serving_examples": serve_examples,
-        "transform_features": transform_features,
-    })
+    with timed("exporting the SavedModel"):
+        model.save(serving_model_dir, save_format="tf", signatures={
+            "serving_default": serve_images,
+            "serving_pixels": serve_pixels,
+            "serving_examples": serve_examples,
+            "transform_features": transform_features,
+        })
 
 
 def save_history(history: tf.keras.callbacks.History, fn_args: tfx.components.FnArgs) -> None:

@@ -90,7 +90,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     training.save_history(history, fn_args)
     correction = None
     if params.calibrate_offsets:
-        correction = offset_correction(network, params, eval_split)
+        with training.timed("offset calibration"):
+            correction = offset_correction(network, params, eval_split)
         half = (SIZE - 1) / 2.0
         logging.info("key-point offset correction (px, x then y per point): %s",
                      np.round(correction * half, 2).tolist())
