@@ -206,6 +206,7 @@ PROFILES = {
         # Key points: integral regression (a heatmap per point, soft-argmax) with GroupNorm.
         # plain-Keras, 30 epochs, unseen people: pooled dense head 2.06-2.20 px, soft-argmax
         # 1.76 px (1.70 by epoch 11); GroupNorm + decay 0.05 ended stable at 1.72 after 20.
+        # Offset calibration: 1.70 -> 1.49 px through the whole pipeline (21f7f5a).
         keypoints=ModelParams(stage_filters=(32, 64, 128, 256), blocks_per_stage=2, epochs=80,
                               batch_size=32, learning_rate=1e-3, dropout=0.1, stem_stride=2, stem_pool=True,
                               head="soft_argmax", norm="group", warmup_epochs=3, weight_decay=0.05,
@@ -214,6 +215,7 @@ PROFILES = {
         # AdamW's decay is scaled by the learning rate, so 1e-4 was no regularization at all;
         # decay 0.05 and random erasing, 45 epochs: 0.796 vs 0.788 accuracy on unseen images
         # (4934f65); 50 epochs measured 0.793 with the best eval epoch at 42 (ae881a6).
+        # Served over 18 views (flip x +-3 px shifts): 0.806 from the same weights, 0.801 at 21f7f5a.
         emotion=ModelParams(stage_filters=(32, 64, 128, 256), blocks_per_stage=2, epochs=45,
                             batch_size=64, learning_rate=2e-3, dropout=0.3, stem_pool=True,
                             warmup_epochs=2, label_smoothing=0.1, weight_decay=0.05,
