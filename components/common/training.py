@@ -72,7 +72,7 @@ def prepare(fn_args: tfx.components.FnArgs, to_xy):
 
 @contextlib.contextmanager
 def timed(what: str):
-    """Log how long a Trainer step took (the absl log has no timestamps)."""
+    """Log how long a Trainer step took (not every runner's log has timestamps)."""
     start = time.time()
     yield
     logging.info("%s took %.1f s", what, time.time() - start)
