@@ -229,7 +229,7 @@ def decode_images(images: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
 
 def export_saved_model(network: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
                        serving_model_dir: str, pixel_column: str, image_size: int, postprocess,
-                       views=((False, (0.0, 0.0)),), unview=lambda outputs, mirrored, shift: outputs) -> None:
+                       views: list, unview) -> None:
     """Save ``network`` (flat standardized image -> outputs) with the signatures serving and
     TFMA use. Every signature runs the Transform graph, so preprocessing is the training one.
 
