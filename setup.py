@@ -11,7 +11,7 @@ setup(
     install_requires=[
         "tfx==1.21.0", "tensorflow==2.21.0", "tf-keras==2.21.0", "tensorflow-transform==1.21.0",
         "tensorflow-model-analysis==0.52.0", "apache-beam==2.73.0", "pandas", "numpy", "mlflow",
-        "pillow", "matplotlib", "click", "croniter", "filelock", "tqdm",
+        "pillow", "matplotlib", "click", "croniter", "filelock", "tqdm", "prometheus-client",
     ],
     entry_points={"console_scripts": ["emotion-ai=pipelines.cli:main"]},
 )

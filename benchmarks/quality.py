@@ -127,6 +127,12 @@ def main(argv=None) -> int:
         "pipeline_seconds": round(pipeline_seconds, 1),
         "components": components,
         "training": training,
+        # What the Evaluator gated on: the pipeline's own held-out test split (shares people
+        # with training, unlike the validation split above).
+        "gate": {name: {"split": b.evaluation.split, "blessed": b.blessed,
+                        "candidate": {k: round(v, 4) for k, v in b.evaluation.candidate.items()}}
+                 for name, b in run.summary.branches.items() if b.evaluation},
+        "report": str(run.report_path),
         "validation": metrics,
         "targets": {"keypoints_rmse_px": 1.6, "emotion_accuracy": 0.80, "emotion_macro_f1": 0.73},
     }
@@ -149,6 +155,9 @@ def markdown(r: dict) -> str:
         f"| expressions accuracy | {e['accuracy']:.4f} | >= {r['targets']['emotion_accuracy']} |",
         f"| expressions macro F1 | {e['macro_f1']:.4f} | >= {r['targets']['emotion_macro_f1']} |",
         f"| whole pipeline wall time (s) | {r['pipeline_seconds']:.0f} | about 5400 |", "",
+        "Gate (the Evaluator, on the pipeline's own test split of the training part): " + "; ".join(
+            f"{name} {', '.join(f'{k} {v:g}' for k, v in sorted(g['candidate'].items()))}, "
+            f"{'blessed' if g['blessed'] else 'NOT blessed'}" for name, g in r.get("gate", {}).items()) + ".", "",
         "Training (inside the Trainer, 2 cores): " + "; ".join(
             f"{name} {t['epochs']} epochs, {t['mean_epoch_seconds']} s per epoch (train + eval), "
             f"{t['images_per_second']} training images/s" for name, t in r.get("training", {}).items()) + ".", "",

@@ -10,11 +10,16 @@ version directory:
 * versions are increasing integers (Unix time, bumped on a same-second clash), and only
   the newest ``keep_versions`` are kept;
 * TF Serving's ``models.config``, ``monitoring.config`` and ``batching.config`` are
-  (re)written at the repository root after each push.
+  (re)written at the repository root after each push; a pinned version (``emotion-ai
+  rollback``) stays pinned and is never pruned;
+* a repository belongs to the profile that first pushed into it (``repository.json``):
+  another profile's push is refused unless the run allows it, so a smoke run cannot
+  replace a production model by pointing at the wrong folder.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -26,7 +31,29 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import json_utils, proto_utils
 from tfx.proto import pusher_pb2
 
+from pipelines import config
 from serving import repository_config
+
+
+class RepositoryOwnedError(Exception):
+    """The repository belongs to another profile."""
+
+
+def claim(repo_root: Path, profile: str, allow_other_profile: bool = False) -> None:
+    """Record ``profile`` as the repository's owner on its first push; refuse another
+    profile's push unless allowed (then the repository changes hands)."""
+    path = Path(repo_root) / config.REPOSITORY_OWNER_FILE
+    try:
+        owner = json.loads(path.read_text()).get("profile")
+    except (OSError, ValueError):
+        owner = None
+    if owner and owner != profile and not allow_other_profile:
+        raise RepositoryOwnedError(
+            f"{repo_root} belongs to profile {owner!r}; a {profile!r} run does not push there "
+            f"(give it a --model-repo of its own, or pass --allow-other-profile)")
+    if owner != profile:
+        Path(repo_root).mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"profile": profile}) + "\n")
 
 
 def model_digest(path: Path) -> str:
@@ -38,11 +65,7 @@ def model_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def versions(base: Path) -> list[int]:
-    """Version numbers present in one model's repository directory, ascending."""
-    if not base.is_dir():
-        return []
-    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+versions = repository_config.version_dirs
 
 
 def push_atomically(model_path: Path, base: Path, keep_versions: int) -> tuple[str, bool]:
@@ -59,7 +82,10 @@ def push_atomically(model_path: Path, base: Path, keep_versions: int) -> tuple[s
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(model_path, staging)
     os.rename(staging, base / str(version))  # atomic on one filesystem
+    pinned = repository_config.read_pins(base.parent).get(base.name)
     for old in versions(base)[:-keep_versions] if keep_versions > 0 else []:
+        if old == pinned:
+            continue  # a rollback is serving it
         shutil.rmtree(base / str(old), ignore_errors=True)
         logging.info("removed old version %s/%s (keeping %d)", base, old, keep_versions)
     repository_config.write_configs(base.parent)
@@ -80,6 +106,14 @@ class Executor(tfx_pusher.Executor):
         base = Path(destination.filesystem.base_directory)
         custom = json_utils.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null") or {}
         model_path = Path(self.GetModelPath(input_dict))
+        if custom.get("profile"):
+            try:
+                claim(base.parent, custom["profile"], bool(custom.get("allow_other_profile")))
+            except RepositoryOwnedError as refused:
+                logging.warning("not pushed: %s", refused)
+                self._MarkNotPushed(model_push)
+                model_push.set_string_custom_property("push_refused", str(refused))
+                return
         version, pushed = push_atomically(model_path, base, int(custom.get("keep_versions", 0)))
         if not pushed:
             logging.info("model identical to version %s in %s: nothing new to push", version, base)

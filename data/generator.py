@@ -8,13 +8,14 @@ facial action units do (brows, mouth curvature and opening, eye opening), which 
 classifier a learnable signal. A fraction of key-point rows lose all but four points, as
 in Kaggle's file, where most rows label only eye centres, nose tip and bottom lip.
 
-    python -m data.generator --out data/ --seed 0 --keypoint-rows 2000 --emotion-rows 3000
+    emotion-ai generate-data --out DIR [--seed N]   (a fresh draw unless --seed is given)
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import gzip
+import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -248,23 +249,39 @@ def write_emotion_csv(path: Path, rows: int, seed: int = 0) -> Path:
     return path
 
 
-def generate(out_dir: Path, keypoint_rows: int, emotion_rows: int, seed: int = 0) -> tuple[Path, Path]:
-    """Write ``keypoints.csv`` and ``emotion.csv`` into ``out_dir``."""
+TRAINING_SEED = 0  # the draw `make run` generates into an empty data/ and trains on
+PROVENANCE_FILE = ".generated.json"  # beside generated CSVs: which files are sample data, and which draw
+
+
+def generate(out_dir: Path, keypoint_rows: int, emotion_rows: int, seed: int = TRAINING_SEED) -> tuple[Path, Path]:
+    """Write ``keypoints.csv`` and ``emotion.csv`` into ``out_dir``, and record them (name,
+    seed, rows, content hash) in ``out_dir/.generated.json`` so a run can say its data is
+    generated sample data rather than the user's."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return (write_keypoints_csv(out_dir / "keypoints.csv", keypoint_rows, seed),
-            write_emotion_csv(out_dir / "emotion.csv", emotion_rows, seed))
+    paths = (write_keypoints_csv(out_dir / "keypoints.csv", keypoint_rows, seed),
+             write_emotion_csv(out_dir / "emotion.csv", emotion_rows, seed))
+    record = _read_provenance(out_dir)
+    for path, rows in zip(paths, (keypoint_rows, emotion_rows)):
+        record[path.name] = {"seed": seed, "rows": rows, "sha256": _sha256(path)}
+    (out_dir / PROVENANCE_FILE).write_text(json.dumps(record, indent=1, sort_keys=True))
+    return paths
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=config.DATA_DIR)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--keypoint-rows", type=int, default=config.PROFILES[config.DEFAULT_PROFILE].sample_keypoint_rows)
-    parser.add_argument("--emotion-rows", type=int, default=config.PROFILES[config.DEFAULT_PROFILE].sample_emotion_rows)
-    args = parser.parse_args(argv)
-    for path in generate(args.out, args.keypoint_rows, args.emotion_rows, args.seed):
-        print(f"wrote {path}")
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-if __name__ == "__main__":
-    main()
+def _read_provenance(folder: Path) -> dict:
+    try:
+        return json.loads((Path(folder) / PROVENANCE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def provenance(path: Path) -> dict | None:
+    """``{"seed", "rows"}`` if ``path`` is a generated sample file, unchanged since; else None."""
+    entry = _read_provenance(Path(path).parent).get(Path(path).name)
+    if entry and Path(path).is_file() and _sha256(path) == entry["sha256"]:
+        return {"seed": entry["seed"], "rows": entry["rows"]}
+    return None

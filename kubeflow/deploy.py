@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import socket
+import urllib.parse
 from pathlib import Path
 
 from croniter import croniter
@@ -38,17 +40,33 @@ def kfp_cron(expression: str) -> str:
     return " ".join([fields[5], *fields[:5]])
 
 
+def check_reachable(host: str, timeout: float = 2.0) -> None:
+    """Fail in ``timeout`` seconds with one line when nothing listens at ``host``'s address
+    (the kfp client would retry, then print a traceback of hundreds of lines)."""
+    url = urllib.parse.urlparse(host if "://" in host else f"http://{host}")
+    if not url.hostname:
+        raise ValueError(f"--host {host!r} is not a URL (e.g. http://localhost:8080)")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        raise ValueError(f"cannot reach the KFP API at {host} ({url.hostname}:{port}: "
+                         f"{error.strerror or error})") from None
+
+
 def deploy(spec: Path, host: str, cron: str, *, pipeline_name: str = config.PIPELINE_NAME,
            experiment: str = config.PIPELINE_NAME, job_name: str | None = None, namespace: str | None = None,
            version_name: str | None = None, client=None) -> Deployment:
     """Upload ``spec`` to the KFP API at ``host`` and schedule it with ``cron``."""
-    import kfp
-
     spec = Path(spec)
     if not spec.is_file():
         raise FileNotFoundError(f"{spec}: no pipeline spec; run `emotion-ai compile-kubeflow` first")
     schedule = kfp_cron(cron)
-    client = client or kfp.Client(host=host, namespace=namespace or "kubeflow")
+    if client is None:
+        check_reachable(host)
+        import kfp  # after the checks: importing it takes seconds
+
+        client = kfp.Client(host=host, namespace=namespace or "kubeflow")
     version_name = version_name or f"{pipeline_name}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
     job_name = job_name or f"{pipeline_name}-scheduled"
 

@@ -20,6 +20,36 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _model_repo(model_repo: Path | None, profile: config.Profile) -> Path:
+    return model_repo if model_repo is not None else config.model_repo_for(profile)
+
+
+_MODEL_REPO_HELP = ("TF Serving model repository the Pusher writes to. Default: serving/model_repository for the "
+                    "full profile, serving/model_repository-<profile> for any other.")
+
+
+def _run_locally(profile: config.Profile, pipeline_root: Path, model_repo: Path, data_dir: Path, verbose: bool,
+                 **kwargs):
+    """One local run under the pipeline root's lock, recorded in its history; TFX, Beam and
+    TensorFlow logs go to a file unless ``verbose``. Returns the run result."""
+    from pipelines import console, scheduler
+
+    log_file = console.log_path(pipeline_root)
+    if not verbose:
+        click.echo(f"run, profile {profile.name}: full log in {log_file} (-v shows it here)")
+    finished = {}
+    with console.quiet_logs(log_file, verbose) as out:
+        def one_run():
+            from pipelines import local_runner  # under the lock, and inside the redirection: TFX's import prints pages
+
+            finished["result"] = local_runner.run(profile, pipeline_root, model_repo, data_dir,
+                                                  progress=lambda line: print(line, file=out, flush=True), **kwargs)
+            return finished["result"]
+
+        scheduler.run_locked(pipeline_root, one_run, trigger="manual", raise_errors=True)
+    return finished["result"]
+
+
 @main.command()
 @click.option("--profile", type=click.Choice(sorted(config.PROFILES)), default=config.DEFAULT_PROFILE,
               show_default=True, help="Data sizes, hyperparameters and gates.")
@@ -30,19 +60,26 @@ def main() -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), default=config.DATA_DIR, show_default=True,
               help="Where CSVs are found; sample data is generated here when it holds none.")
 @click.option("--pipeline-root", type=click.Path(path_type=Path), default=config.PIPELINE_ROOT, show_default=True)
-@click.option("--model-repo", type=click.Path(path_type=Path), default=config.MODEL_REPO, show_default=True,
-              help="TF Serving model repository the Pusher writes to.")
+@click.option("--model-repo", type=click.Path(path_type=Path), default=None, help=_MODEL_REPO_HELP)
+@click.option("--allow-other-profile", is_flag=True,
+              help="Push even into a model repository that another profile's runs own.")
 @click.option("--no-cache", is_flag=True, help="Re-run every component even if its inputs are unchanged.")
-def run(profile, keypoints_csvs, emotion_csvs, data_dir, pipeline_root, model_repo, no_cache) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show the TFX/Beam/TensorFlow logs here, not only in the log file.")
+def run(profile, keypoints_csvs, emotion_csvs, data_dir, pipeline_root, model_repo, allow_other_profile, no_cache,
+        verbose) -> None:
     """Run the whole two-branch pipeline on the local Beam runner."""
     from data.readers import InputDataError
+    from pipelines import scheduler
+
+    chosen = _profile(profile)
+    try:
+        result = _run_locally(chosen, pipeline_root, _model_repo(model_repo, chosen), data_dir, verbose,
+                              keypoints_csvs=keypoints_csvs, emotion_csvs=emotion_csvs, enable_cache=not no_cache,
+                              allow_other_profile=allow_other_profile)
+    except (InputDataError, scheduler.RunBusyError) as exc:
+        raise click.ClickException(str(exc)) from None
     from pipelines import local_runner
 
-    try:
-        result = local_runner.run(_profile(profile), pipeline_root, model_repo, data_dir,
-                                  keypoints_csvs, emotion_csvs, enable_cache=not no_cache)
-    except InputDataError as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo(local_runner.format_summary(result))
 
 
@@ -74,6 +111,10 @@ def evaluate(model_repo, keypoints_csv, emotion_csv, out) -> None:
               help="Default: <pipeline root>/reports/<run id>/report.html")
 def report(run_id, pipeline_root, out) -> None:
     """Render one self-contained HTML evaluation report of a pipeline run."""
+    metadata = Path(pipeline_root) / config.METADATA_FILE
+    if not metadata.is_file():  # checked before TensorFlow is imported
+        raise click.ClickException(f"{pipeline_root}: no pipeline run here (no {config.METADATA_FILE}); "
+                                   "run `emotion-ai run` first or pass --pipeline-root")
     from pipelines import report as report_lib
 
     try:
@@ -88,40 +129,54 @@ def report(run_id, pipeline_root, out) -> None:
 @click.option("--profile", type=click.Choice(sorted(config.PROFILES)), default=config.DEFAULT_PROFILE, show_default=True)
 @click.option("--data-dir", type=click.Path(path_type=Path), default=config.DATA_DIR, show_default=True)
 @click.option("--pipeline-root", type=click.Path(path_type=Path), default=config.PIPELINE_ROOT, show_default=True)
-@click.option("--model-repo", type=click.Path(path_type=Path), default=config.MODEL_REPO, show_default=True)
+@click.option("--model-repo", type=click.Path(path_type=Path), default=None, help=_MODEL_REPO_HELP)
 @click.option("--max-runs", type=int, default=None, help="Stop after this many finished runs.")
-def schedule(cron, profile, data_dir, pipeline_root, model_repo, max_runs) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show the TFX/Beam/TensorFlow logs here, not only in log files.")
+def schedule(cron, profile, data_dir, pipeline_root, model_repo, max_runs, verbose) -> None:
     """Run the pipeline on the local Beam runner at each cron tick, in the foreground."""
-    from pipelines import local_runner, scheduler
+    from croniter import croniter
+
+    if not croniter.is_valid(cron):  # before TensorFlow is imported: a typo costs a second, not thirty
+        raise click.ClickException(f"invalid cron expression {cron!r}: 5 fields (minute hour day-of-month month "
+                                   "day-of-week), or 6 with seconds last")
+    from pipelines import console, scheduler
+
+    chosen = _profile(profile)
+    repo = _model_repo(model_repo, chosen)
 
     def one_run():
-        result = local_runner.run(_profile(profile), pipeline_root, model_repo, data_dir)
+        log_file = console.log_path(pipeline_root)
+        click.echo(f"scheduled run, profile {chosen.name}: full log in {log_file}")
+        with console.quiet_logs(log_file, verbose) as out:
+            from pipelines import local_runner
+
+            result = local_runner.run(chosen, pipeline_root, repo, data_dir,
+                                      progress=lambda line: print(line, file=out, flush=True))
         click.echo(local_runner.format_summary(result))
         return result
 
-    try:
-        scheduler.schedule(cron, pipeline_root, one_run, max_runs=max_runs)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    scheduler.schedule(cron, pipeline_root, one_run, max_runs=max_runs)
 
 
 @main.command()
 @click.option("--pipeline-root", type=click.Path(path_type=Path), default=config.PIPELINE_ROOT, show_default=True)
 @click.option("--last", type=int, default=20, show_default=True)
 def runs(pipeline_root, last) -> None:
-    """List the run history (scheduled and manual runs through the scheduler)."""
+    """List the run history: every manual and scheduled run of this pipeline root."""
     from pipelines import scheduler
 
     entries = scheduler.read_history(pipeline_root)[-last:]
     if not entries:
         click.echo(f"no runs recorded in {scheduler.history_path(pipeline_root)}")
         return
-    click.echo(f"{'start':<26} {'end':<26} {'status':<10} {'models':<44} report")
+    click.echo(f"{'start':<26} {'end':<26} {'trigger':<9} {'profile':<8} {'status':<10} {'models':<30} report")
     for e in entries:
         models = " ".join(f"{n}:{'B' if m['blessed'] else '-'}{'P' if m['pushed'] else '-'}"
                           for n, m in (e.get("models") or {}).items())
-        click.echo(f"{e['start']:<26} {e.get('end', ''):<26} {e['status']:<10} {models or e.get('error', ''):<44} "
+        click.echo(f"{e['start']:<26} {e.get('end', ''):<26} {e.get('trigger', 'schedule'):<9} "
+                   f"{e.get('profile') or '':<8} {e['status']:<10} {models or e.get('error', ''):<30} "
                    f"{e.get('report') or ''}")
+    click.echo("models: B blessed, P pushed")
 
 
 @main.command()
@@ -138,6 +193,41 @@ def serve(model_repo, host, port, poll_seconds, max_request_mb) -> None:
         server.serve(model_repo, host, port, poll_seconds, int(max_request_mb * 1024 * 1024))
     except FileNotFoundError as error:
         raise click.ClickException(str(error)) from error
+
+
+@main.command()
+@click.argument("model")
+@click.option("--to", "version", type=int, default=None, help="Version to serve. Default: the one before the "
+              "version served now.")
+@click.option("--latest", is_flag=True, help="Remove the pin: serve the newest version again.")
+@click.option("--model-repo", type=click.Path(path_type=Path), default=config.MODEL_REPO, show_default=True)
+def rollback(model, version, latest, model_repo) -> None:
+    """Pin MODEL to an earlier version in models.config (TF Serving's `specific` policy),
+    which `serve` and TF Serving pick up on their next poll; pushes keep the pin."""
+    from serving import repository_config
+
+    if latest and version is not None:
+        raise click.UsageError("--to and --latest exclude each other")
+    available = repository_config.version_dirs(Path(model_repo) / model)
+    if not available:
+        raise click.ClickException(f"{Path(model_repo) / model}: no pushed version of {model!r}")
+    pins = repository_config.read_pins(model_repo)
+    if not latest and version is None:
+        current = pins.get(model, available[-1])
+        earlier = [v for v in available if v < current]
+        if not earlier:
+            raise click.ClickException(f"{model}: no version before {current} to roll back to "
+                                       f"(versions: {', '.join(map(str, available))})")
+        version = earlier[-1]
+    try:
+        repository_config.set_pin(model_repo, model, None if latest else version)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    if latest:
+        click.echo(f"{model}: pin removed, serving the newest version ({available[-1]})")
+    else:
+        click.echo(f"{model}: pinned to version {version} in {Path(model_repo) / 'models.config'} "
+                   f"(newest is {available[-1]}; `emotion-ai rollback {model} --latest` undoes it)")
 
 
 @main.command()
@@ -210,28 +300,38 @@ def deploy_kubeflow(host, cron, spec, experiment, namespace) -> None:
 @main.command("kserve-manifests")
 @click.option("--model-repo", default=None, help="URI of the pushed model repository, e.g. gs://BUCKET/emotion-ai/model_repository")
 @click.option("--namespace", default="kubeflow", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: kubeflow/kserve/inference-services.yaml")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="File to write. Default: standard output.")
 def kserve_manifests(model_repo, namespace, out) -> None:
-    """Write KServe InferenceService manifests (TensorFlow format) for both models."""
+    """Print (or write) KServe InferenceService manifests (TensorFlow format) for both models."""
     from kubeflow import kserve
 
-    path = kserve.write(out or kserve.MANIFEST_FILE, model_repo or kserve.DEFAULT_MODEL_REPO_URI, namespace)
-    click.echo(str(path))
+    if out is None:
+        click.echo(kserve.render(model_repo or kserve.DEFAULT_MODEL_REPO_URI, namespace), nl=False)
+        return
+    click.echo(str(kserve.write(out, model_repo or kserve.DEFAULT_MODEL_REPO_URI, namespace)))
 
 
 @main.command("generate-data")
 @click.option("--out", type=click.Path(path_type=Path), default=config.DATA_DIR, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=None,
+              help="Default: a fresh draw (never the one `run` trains on when data/ is empty, which is seed 0).")
 @click.option("--keypoint-rows", type=int, default=config.PROFILES[config.DEFAULT_PROFILE].sample_keypoint_rows,
               show_default=True)
 @click.option("--emotion-rows", type=int, default=config.PROFILES[config.DEFAULT_PROFILE].sample_emotion_rows,
               show_default=True)
 def generate_data(out, seed, keypoint_rows, emotion_rows) -> None:
     """Write the deterministic synthetic sample data in the two real CSV formats."""
+    import secrets
+
     from data import generator
 
+    if seed is None:
+        seed = generator.TRAINING_SEED
+        while seed == generator.TRAINING_SEED:
+            seed = secrets.randbelow(2**31)
     for path in generator.generate(out, keypoint_rows, emotion_rows, seed):
         click.echo(f"wrote {path}")
+    click.echo(f"seed {seed} (`--seed {seed}` writes the same data again)")
 
 
 if __name__ == "__main__":

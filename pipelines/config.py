@@ -19,6 +19,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("EMOTION_AI_DATA_DIR", PROJECT_ROOT / "data"))
 PIPELINE_ROOT = Path(os.environ.get("EMOTION_AI_PIPELINE_ROOT", PROJECT_ROOT / "pipeline_output"))
 MODEL_REPO = Path(os.environ.get("EMOTION_AI_MODEL_REPO", PROJECT_ROOT / "serving" / "model_repository"))
+REPOSITORY_OWNER_FILE = "repository.json"  # at a model repository's root: the profile that pushes there
 METADATA_FILE = "metadata.sqlite"  # under the pipeline root
 STAGING_DIR = "staged"  # under the pipeline root: validated CSVs that CsvExampleGen reads
 REJECTED_DIR = "rejected"  # under the pipeline root: rows refused by validation
@@ -163,6 +164,14 @@ class Thresholds:
     emotion_macro_recall_change: float = 1.0  # allowed degradation against the baseline
 
 
+TRAIN_SPLIT, EVAL_SPLIT, TEST_SPLIT = "train", "eval", "test"
+SPLIT_ROLES = {
+    TRAIN_SPLIT: "fits the weights",
+    EVAL_SPLIT: "picks the best epoch, stops early, calibrates key-point offsets",
+    TEST_SPLIT: "gates the model (Evaluator); never seen by the Trainer",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Profile:
     """A named set of data sizes, hyperparameters and gates."""
@@ -173,13 +182,25 @@ class Profile:
     keypoints: ModelParams
     emotion: ModelParams
     thresholds: Thresholds
-    eval_hash_buckets: int = 1  # of train_hash_buckets + eval_hash_buckets
-    train_hash_buckets: int = 4
+    # CsvExampleGen's three splits, in hash buckets: train (fitting), eval (model selection:
+    # best epoch, early stopping, the key-point offset calibration) and test (the Evaluator's
+    # gate only; the Transform does not materialize it, so no Trainer can read it).
+    train_hash_buckets: int = 3
+    eval_hash_buckets: int = 1
+    test_hash_buckets: int = 1
+    # A production profile pushes to the default model repository; every other profile (open
+    # gates, tiny data) to a repository of its own unless told otherwise (see model_repo_for).
+    production: bool = False
+
+    @property
+    def split_buckets(self) -> dict[str, int]:
+        return {TRAIN_SPLIT: self.train_hash_buckets, EVAL_SPLIT: self.eval_hash_buckets,
+                TEST_SPLIT: self.test_hash_buckets}
 
     @property
     def eval_fraction(self) -> float:
         """Share of the rows CsvExampleGen puts into the eval split."""
-        return self.eval_hash_buckets / (self.eval_hash_buckets + self.train_hash_buckets)
+        return self.eval_hash_buckets / sum(self.split_buckets.values())
 
 
 PROFILES = {
@@ -223,12 +244,20 @@ PROFILES = {
         thresholds=Thresholds(keypoints_max_rmse_px=6.0, keypoints_rmse_change_px=0.05,
                               emotion_min_accuracy=0.45, emotion_accuracy_change=0.005,
                               emotion_min_macro_recall=0.40, emotion_macro_recall_change=0.01),
-        # 9:1, not 4:1: the real key-point set is small (3,360 frames), so every frame in
-        # training counts; a tenth is still hundreds of frames for the Evaluator's gates.
-        train_hash_buckets=9,
+        # 8:1:1: the real key-point set is small (3,360 frames), so training keeps most of it;
+        # a tenth (about 340 frames) each still chooses the epoch and gates the model.
+        train_hash_buckets=8,
+        production=True,
     ),
 }
 DEFAULT_PROFILE = "full"
+
+
+def model_repo_for(profile: Profile) -> Path:
+    """The model repository a profile pushes to unless ``--model-repo`` says otherwise: the
+    production profile's is ``MODEL_REPO``; any other profile gets a sibling of its own
+    (``model_repository-smoke``), so a smoke run never replaces what a server is serving."""
+    return MODEL_REPO if profile.production else MODEL_REPO.with_name(f"{MODEL_REPO.name}-{profile.name}")
 
 # Local Beam: the FnApiRunner is what the DirectRunner would pick for these batch jobs; named
 # explicitly because Beam 2.73's DirectRunner first tries Prism, whose binary it downloads at

@@ -6,19 +6,50 @@ Metadata under the pipeline root, and a summary of the run is read back from it.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from absl import logging as absl_logging
 from tfx import v1 as tfx
 from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
 from data import generator, readers
-from pipelines import config, report, run_summary, tracking
+from pipelines import config, console, report, run_summary, tracking
 from pipelines.pipeline import create_pipeline
 
 log = logging.getLogger("emotion_ai")
+
+
+@dataclasses.dataclass
+class RunContext:
+    """Where a run's figures come from: saved beside its report, shown in the report and the
+    summary, logged to MLflow."""
+
+    profile: str
+    data: dict[str, dict]  # dataset -> {"source", "files", "rows_read", "rows_rejected"}
+    code_version: str  # git commit of the project (+ "-dirty"), and the component code hash
+    model_repo: str
+    pipeline_root: str
+    mlflow_run_id: str | None = None
+    mlflow_location: str | None = None  # a URL for a tracking server, else the store's URI
+
+    def save(self, run_dir: Path) -> Path:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / CONTEXT_FILE
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=1))
+        return path
+
+    @classmethod
+    def load(cls, run_dir: Path) -> RunContext | None:
+        try:
+            return cls(**json.loads((Path(run_dir) / CONTEXT_FILE).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+CONTEXT_FILE = "context.json"  # in reports/<run id>/, beside report.html
 
 
 @dataclasses.dataclass
@@ -28,6 +59,34 @@ class RunResult:
     pipeline_root: Path
     report_path: Path | None = None
     mlflow_run_id: str | None = None
+    context: RunContext | None = None
+
+
+def describe_data(staged: dict[str, readers.StageResult]) -> dict[str, dict]:
+    """Per dataset: generated sample data (with its seed) or the user's files, and counts."""
+    described = {}
+    for kind, st in staged.items():
+        generated = [generator.provenance(p) for p in st.sources]
+        if all(generated):
+            seeds = sorted({g["seed"] for g in generated})
+            source = f"generated sample data (seed {', '.join(map(str, seeds))})"
+        else:
+            source = "user files" if not any(generated) else "user files and generated sample data"
+        described[kind] = {"source": source, "files": [str(p) for p in st.sources],
+                           "rows_read": st.rows_read, "rows_rejected": st.rows_rejected}
+    return described
+
+
+def code_version() -> str:
+    """``<git commit>[-dirty] / components <hash>``: the checkout's commit when there is one."""
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "-C", str(config.PROJECT_ROOT), "describe", "--always", "--dirty",
+                                 "--abbrev=10"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{commit or 'no git checkout'} / components {config.code_fingerprint()}"
 
 
 def resolve_inputs(data_dir: Path, keypoints_csvs: Sequence[Path] = (), emotion_csvs: Sequence[Path] = (),
@@ -61,13 +120,19 @@ def stage_inputs(inputs: dict[str, list[Path]], pipeline_root: Path) -> dict[str
 
 def run(profile: config.Profile, pipeline_root: Path, model_repo: Path, data_dir: Path = config.DATA_DIR,
         keypoints_csvs: Sequence[Path] = (), emotion_csvs: Sequence[Path] = (),
-        enable_cache: bool = True) -> RunResult:
-    """Stage inputs, run the whole two-branch pipeline locally, and summarize the run."""
+        enable_cache: bool = True, allow_other_profile: bool = False,
+        progress: Callable[[str], None] | None = None) -> RunResult:
+    """Stage inputs, run the whole two-branch pipeline locally, and summarize the run.
+    ``progress`` receives one line per step (component i of n, elapsed, ETA)."""
     absl_logging.set_verbosity(absl_logging.INFO)
+    say = progress or (lambda line: None)
     pipeline_root, model_repo = Path(pipeline_root).resolve(), Path(model_repo).resolve()
     pipeline_root.mkdir(parents=True, exist_ok=True)
     inputs = resolve_inputs(Path(data_dir), keypoints_csvs, emotion_csvs, profile)
+    say("validating and staging the input rows")
     staged = stage_inputs(inputs, pipeline_root)
+    for kind, st in staged.items():
+        say(f"  {kind}: {st.rows_read} rows read, {st.rows_rejected} rejected")
     pipeline = create_pipeline(
         pipeline_root=str(pipeline_root),
         keypoints_input=str(staged["keypoints"].staged_path.parent),
@@ -77,32 +142,93 @@ def run(profile: config.Profile, pipeline_root: Path, model_repo: Path, data_dir
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(pipeline_root / config.METADATA_FILE)),
         enable_cache=enable_cache,
+        allow_other_profile=allow_other_profile,
     )
-    BeamDagRunner().run(pipeline)
+    watcher = console.ComponentProgress(len(pipeline.components), console.expected_seconds(pipeline_root), say)
+    absl_log = logging.getLogger("absl")
+    absl_log.addHandler(watcher)
+    try:
+        BeamDagRunner().run(pipeline)
+    finally:
+        absl_log.removeHandler(watcher)
+    say("writing the evaluation report and tracking the run")
     summary = run_summary.summarize(pipeline_root)
-    report_path = report.write(pipeline_root, summary.run_id)
-    log.info("evaluation report: %s", report_path)
-    result = RunResult(summary, staged, pipeline_root, report_path)
-    result.mlflow_run_id = tracking.track(result, profile, pipeline_root)
+    context = RunContext(profile=profile.name, data=describe_data(staged), code_version=code_version(),
+                         model_repo=str(model_repo), pipeline_root=str(pipeline_root))
+    result = RunResult(summary, staged, pipeline_root, context=context)
+    # The MLflow run is opened first so the report can name it; a tracking failure never
+    # costs the run its report (the models are already pushed).
+    try:
+        context.mlflow_run_id, context.mlflow_location = tracking.open_run(summary.run_id, profile, pipeline_root)
+    except Exception as error:  # noqa: BLE001 - tracking is an add-on to a finished run
+        log.warning("MLflow tracking failed, the run is not tracked: %s", error)
+    context.save(report.run_dir(pipeline_root, summary.run_id))
+    result.report_path = report.write(pipeline_root, summary.run_id)
+    log.info("evaluation report: %s", result.report_path)
+    if context.mlflow_run_id:
+        try:
+            tracking.track(result, profile, pipeline_root)
+            result.mlflow_run_id = context.mlflow_run_id
+        except Exception as error:  # noqa: BLE001
+            log.warning("MLflow tracking failed: %s", error)
     return result
 
 
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def _change(value) -> str:
+    return "n/a" if value is None else f"{value:+.4g}"
+
+
+def format_evaluation(b: run_summary.BranchSummary) -> list[str]:
+    """Gate lines: the candidate's and the baseline's figures side by side, with the change
+    and the rule, each named by the split they were measured on."""
+    e = b.evaluation
+    gate = {True: "BLESSED", False: "NOT BLESSED", None: "not evaluated"}[b.blessed]
+    if e is None:
+        return [f"    gate: {gate}"]
+    n = e.candidate.get("example_count")
+    lines = [f"    gate: {gate} (Evaluator on the {e.split} split, {_num(n)} examples)"]
+    if e.baseline:
+        which = f"version {e.baseline_version}" if e.baseline_version else "the last blessed model"
+        lines.append(f"      baseline: {which} of this branch, scored on the same examples")
+    else:
+        lines.append("      baseline: none (no blessed model of this branch yet): absolute bounds only")
+    rows = [("metric", "candidate", "baseline", "change", "rule", "result")]
+    for g in e.gates:
+        rule = g.bound if not g.change_rule else f"{g.bound}; {g.change_rule}"
+        rows.append((g.metric, _num(g.candidate), _num(g.baseline), _change(g.change), rule,
+                     "pass" if g.passed else "FAIL"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        lines.append("      " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5])
+    lines += [f"      failed: {f}" for f in e.failures]
+    return lines
+
+
 def format_summary(result: RunResult) -> str:
-    """The end-of-run text: per model data, metrics, gate and push; then component times."""
+    """The end-of-run text: where the figures come from, per model data, metrics (candidate
+    and baseline), gate and push; then component times."""
+    ctx = result.context
     lines = [f"Run {result.summary.run_id}"]
+    if ctx:
+        lines.append(f"  profile {ctx.profile}; code {ctx.code_version}")
     for branch in config.BRANCHES:
         b = result.summary.branches[branch.name]
         st = result.staged[branch.name]
-        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(b.metrics.items()))
-        gate = {True: "BLESSED", False: "NOT BLESSED", None: "not evaluated"}[b.blessed]
         lines.append(f"  {branch.name}:")
-        lines.append(f"    examples: {st.rows_read} read, {st.rows_rejected} rejected"
+        source = ctx.data[branch.name]["source"] if ctx else "data"
+        lines.append(f"    data: {source}; {st.rows_read} rows read, {st.rows_rejected} rejected"
                      + (f" ({st.rejected_path})" if st.rejected_path else ""))
+        if b.split_counts:
+            lines.append("    splits: " + ", ".join(f"{k} {v}" for k, v in b.split_counts.items())
+                         + f" (the Trainer reads {config.TRAIN_SPLIT} and {config.EVAL_SPLIT}; the gate {config.TEST_SPLIT})")
         n_anomalies = sum(len(v) for v in b.anomalies.values())
         lines.append(f"    data validation: {n_anomalies} anomal{'y' if n_anomalies == 1 else 'ies'}"
                      + "".join(f"\n      [{split}] {a}" for split, items in b.anomalies.items() for a in items))
-        lines.append(f"    metrics: {metrics or 'none'}")
-        lines.append(f"    gate: {gate}" + "".join(f"\n      failed: {f}" for f in b.validation_failures))
+        lines += format_evaluation(b)
         pusher = result.summary.component(branch.component_id("Pusher"))
         if b.pushed and pusher and pusher.state == "cached":
             lines.append(f"    pushed: nothing new (cached; version {b.pushed_version} is already in {b.pushed_to})")
@@ -110,6 +236,8 @@ def format_summary(result: RunResult) -> str:
             lines.append(f"    pushed: version {b.pushed_version} -> {b.pushed_to}")
         elif b.identical_to_version:
             lines.append(f"    pushed: nothing new (identical to version {b.identical_to_version})")
+        elif b.push_refused:
+            lines.append(f"    pushed: no ({b.push_refused})")
         else:
             lines.append("    pushed: no" + (" (not blessed)" if b.blessed is False else ""))
     lines.append("  components (state, seconds):")
@@ -119,6 +247,6 @@ def format_summary(result: RunResult) -> str:
     lines.append(f"    {'total':<40} {'':<9} {total:8.1f}")
     if result.report_path:
         lines.append(f"  report: {result.report_path}")
-    if result.mlflow_run_id:
-        lines.append(f"  mlflow: run {result.mlflow_run_id} in {tracking.tracking_uri(result.pipeline_root)}")
+    if ctx and ctx.mlflow_run_id:
+        lines.append(f"  mlflow: run {ctx.mlflow_run_id} ({ctx.mlflow_location})")
     return "\n".join(lines)

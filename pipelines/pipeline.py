@@ -95,16 +95,15 @@ _EVAL_CONFIGS = {"keypoints": keypoints_eval_config, "emotion": emotion_eval_con
 
 
 def _branch(branch: config.Branch, input_base: str, profile: config.Profile, model_repo: str,
-            code_version: str) -> list:
+            code_version: str, allow_other_profile: bool) -> list:
     """The nine components of one model branch."""
     cid = branch.component_id
     params = getattr(profile, branch.name)
     example_gen = tfx.components.CsvExampleGen(
         input_base=input_base,
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
-            tfx.proto.SplitConfig.Split(name="train", hash_buckets=profile.train_hash_buckets),
-            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=profile.eval_hash_buckets),
-        ])),
+            tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
+            for name, buckets in profile.split_buckets.items()])),
     ).with_id(cid("CsvExampleGen"))
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"]).with_id(cid("StatisticsGen"))
@@ -119,6 +118,9 @@ def _branch(branch: config.Branch, input_base: str, profile: config.Profile, mod
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=preprocessing_fn,
         custom_config={"code_version": code_version},
+        # The test split is not transformed: the Trainer cannot read what does not exist.
+        splits_config=tfx.proto.SplitsConfig(analyze=[config.TRAIN_SPLIT],
+                                             transform=[config.TRAIN_SPLIT, config.EVAL_SPLIT]),
         disable_statistics=True,
     ).with_id(cid("Transform"))
     trainer = tfx.components.Trainer(
@@ -126,8 +128,8 @@ def _branch(branch: config.Branch, input_base: str, profile: config.Profile, mod
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(splits=["train"]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        train_args=tfx.proto.TrainArgs(splits=[config.TRAIN_SPLIT]),
+        eval_args=tfx.proto.EvalArgs(splits=[config.EVAL_SPLIT]),
         custom_config={"model": params.to_dict(), "code_version": code_version},
     ).with_id(cid("Trainer"))
     # Scoped to this branch's Trainer and Evaluator: unscoped, the strategy returns the
@@ -143,7 +145,7 @@ def _branch(branch: config.Branch, input_base: str, profile: config.Profile, mod
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
         eval_config=_EVAL_CONFIGS[branch.name](profile.thresholds),
-        example_splits=["eval"],
+        example_splits=[config.TEST_SPLIT],  # held out: the Trainer chose its epoch on eval
     ).with_id(cid("Evaluator"))
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
@@ -151,7 +153,8 @@ def _branch(branch: config.Branch, input_base: str, profile: config.Profile, mod
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=f"{model_repo.rstrip('/')}/{branch.name}")),
-        custom_config={"keep_versions": config.MODEL_REPO_KEEP_VERSIONS},
+        custom_config={"keep_versions": config.MODEL_REPO_KEEP_VERSIONS, "profile": profile.name,
+                       "allow_other_profile": allow_other_profile},
         custom_executor_spec=executor_spec.ExecutorClassSpec(repository_pusher.Executor),
     ).with_id(cid("Pusher"))
     return [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
@@ -169,11 +172,13 @@ def create_pipeline(
     beam_pipeline_args: Sequence[str] = config.BEAM_PIPELINE_ARGS,
     enable_cache: bool = True,
     pipeline_name: str = config.PIPELINE_NAME,
+    allow_other_profile: bool = False,
 ) -> tfx.dsl.Pipeline:
-    """Both branches in one pipeline. Inputs are folders of staged CSVs (or URIs)."""
+    """Both branches in one pipeline. Inputs are folders of staged CSVs (or URIs).
+    ``allow_other_profile`` lets the Pushers write into a repository another profile owns."""
     code_version = config.code_fingerprint()
-    components = (_branch(config.KEYPOINTS, keypoints_input, profile, model_repo, code_version)
-                  + _branch(config.EMOTION, emotion_input, profile, model_repo, code_version))
+    components = [c for branch, input_base in ((config.KEYPOINTS, keypoints_input), (config.EMOTION, emotion_input))
+                  for c in _branch(branch, input_base, profile, model_repo, code_version, allow_other_profile)]
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,

@@ -2,13 +2,14 @@
 
 Sources: the run's ML Metadata (components, blessing, pushes), TFMA's evaluation output
 (metrics, per-slice metrics, thresholds and failures), the statistics and anomalies, the
-rejected-rows files, and the candidate models themselves, run on the eval split.
+rejected-rows files, the run's context (profile, data, code version, MLflow run; saved by
+the runner beside the report), and the candidate models themselves, run on the test split
+the Evaluator gated on.
 """
 from __future__ import annotations
 
 import base64
 import csv
-import dataclasses
 import datetime
 import html
 import io
@@ -27,24 +28,13 @@ MAX_EVAL_EXAMPLES = 512
 GRID = 12
 
 
-@dataclasses.dataclass
-class Gate:
-    model: str
-    metric: str
-    value: float | None
-    bound: str
-    change: float | None
-    change_rule: str
-    passed: bool
-
-
 # --- data gathering -------------------------------------------------------------------
 
-def _eval_examples(examples_uri: str, limit: int = MAX_EVAL_EXAMPLES) -> list[dict]:
-    """Raw features of the first ``limit`` examples of the eval split (tf.Example, gzip)."""
+def _split_examples(examples_uri: str, split: str, limit: int = MAX_EVAL_EXAMPLES) -> list[dict]:
+    """Raw features of the first ``limit`` examples of one split (tf.Example, gzip)."""
     import tensorflow as tf
 
-    files = sorted(str(p) for p in Path(examples_uri, "Split-eval").glob("*.gz"))
+    files = sorted(str(p) for p in Path(examples_uri, f"Split-{split}").glob("*.gz"))
     rows = []
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit):
         example = tf.train.Example.FromString(record.numpy())
@@ -55,76 +45,6 @@ def _eval_examples(examples_uri: str, limit: int = MAX_EVAL_EXAMPLES) -> list[di
             row[key] = values[0] if len(values) == 1 else values
         rows.append(row)
     return rows
-
-
-def _thresholds(eval_result, model: str, metrics: dict, failures: list[str]) -> list[Gate]:
-    import tensorflow_model_analysis as tfma
-
-    gates = []
-    for spec in eval_result.config.metrics_specs:
-        for metric in spec.metrics:
-            thresholds = [metric.threshold] if metric.HasField("threshold") else []
-            thresholds += [t.threshold for t in metric.per_slice_thresholds]
-            if not thresholds:
-                continue
-            name = _metric_name(metric)
-            value_t, change_t = thresholds[0].value_threshold, thresholds[0].change_threshold
-            bounds = []
-            if value_t.HasField("lower_bound"):
-                bounds.append(f">= {value_t.lower_bound.value:g}")
-            if value_t.HasField("upper_bound"):
-                bounds.append(f"<= {value_t.upper_bound.value:g}")
-            rule = ""
-            if change_t.HasField("absolute"):
-                better = "higher" if change_t.direction == tfma.MetricDirection.HIGHER_IS_BETTER else "lower"
-                rule = f"change vs baseline {'>=' if better == 'higher' else '<='} {change_t.absolute.value:g} ({better} is better)"
-            failed = any(f.startswith(name) for f in failures)
-            gates.append(Gate(model, name, metrics.get(name), " and ".join(bounds) or "none",
-                              metrics.get(f"{name}_change"), rule, not failed))
-    return gates
-
-
-def _metric_name(metric) -> str:
-    import json
-
-    if metric.config:
-        try:
-            return json.loads("{" + metric.config + "}").get("name")
-        except ValueError:
-            pass
-    names = {"MaskedPixelRMSE": "rmse_px", "MacroRecall": "macro_recall",
-             "SparseCategoricalAccuracy": "sparse_categorical_accuracy"}
-    return names.get(metric.class_name, metric.class_name)
-
-
-def _slice_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
-    import tensorflow_model_analysis as tfma
-
-    sliced = {}
-    for m in tfma.load_metrics(evaluation_uri):
-        if not m.slice_key.single_slice_keys:
-            continue
-        key = m.slice_key.single_slice_keys[0]
-        value = key.int64_value if key.HasField("int64_value") else key.bytes_value.decode()
-        sliced[f"{key.column}={value}"] = {
-            kv.key.name: kv.value.double_value.value for kv in m.metric_keys_and_values
-            if not kv.key.is_diff and kv.value.HasField("double_value")}
-    return sliced
-
-
-def _num_examples(statistics_uri: str | None) -> dict[str, int]:
-    if not statistics_uri:
-        return {}
-    from tensorflow_metadata.proto.v0 import statistics_pb2
-
-    counts = {}
-    for split in sorted(Path(statistics_uri).glob("Split-*")):
-        path = split / "FeatureStats.pb"
-        if path.exists():
-            stats = statistics_pb2.DatasetFeatureStatisticsList()
-            stats.ParseFromString(path.read_bytes())
-            counts[split.name[6:]] = int(stats.datasets[0].num_examples) if stats.datasets else 0
-    return counts
 
 
 def _rejected(pipeline_root: Path, kind: str) -> list[dict]:
@@ -170,13 +90,17 @@ def _face_grid(images, titles, points_true=None, points_pred=None, cols=6, color
         if i >= n:
             continue
         ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
-        if points_true is not None:
-            p = points_true[i].reshape(15, 2)
-            known = p[:, 0] > config.MISSING_COORDINATE + 0.5
-            ax.scatter(p[known, 0], p[known, 1], s=9, c="#00e676", marker="o", label="true")
+        true = points_true[i].reshape(-1, 2) if points_true is not None else None
+        known = true[:, 0] > config.MISSING_COORDINATE + 0.5 if true is not None else None
         if points_pred is not None:
-            p = points_pred[i].reshape(15, 2)
-            ax.scatter(p[:, 0], p[:, 1], s=12, c="#ff1744", marker="x", label="predicted")
+            pred = points_pred[i].reshape(-1, 2)
+            if true is not None:  # an error line from each true point to its prediction
+                for (tx, ty), (px, py) in zip(true[known], pred[known]):
+                    ax.plot([tx, px], [ty, py], color="#ffd600", linewidth=0.8)
+            ax.scatter(pred[:, 0], pred[:, 1], s=14, c="#ff1744", marker="x", linewidths=1.0, label="predicted")
+        if true is not None:  # hollow rings on top, so a prediction never hides the truth
+            ax.scatter(true[known, 0], true[known, 1], s=22, facecolors="none", edgecolors="#00e676",
+                       linewidths=1.0, label="true")
         ax.set_title(titles[i], fontsize=7, color=(colors[i] if colors else "black"))
     return _png(fig)
 
@@ -195,7 +119,7 @@ def _confusion_plot(cm: np.ndarray) -> str:
             ax.text(j, i, f"{cm[i, j]}", ha="center", va="center", fontsize=8,
                     color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of true class")
-    ax.set_title("Confusion matrix (eval split)")
+    ax.set_title(f"Confusion matrix ({config.TEST_SPLIT} split)")
     return _png(fig)
 
 
@@ -228,6 +152,10 @@ def _bars(names, series: dict[str, list[float]], title: str, ylabel: str, horizo
 # --- sections -------------------------------------------------------------------------
 
 def _table(headers, rows) -> str:
+    """``headers`` None: a key-value table, the first cell of each row as its header."""
+    if headers is None:
+        body = "".join(f"<tr><th>{row[0]}</th>" + "".join(f"<td>{c}</td>" for c in row[1:]) + "</tr>" for row in rows)
+        return f"<table><tbody>{body}</tbody></table>"
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -243,21 +171,27 @@ def _badge(ok: bool | None, yes="PASS", no="FAIL") -> str:
     return f'<span class="badge {"pass" if ok else "fail"}">{yes if ok else no}</span>'
 
 
-def _emotion_section(summary, examples, model_uri, sliced) -> str:
+def _evaluated_on(e) -> str:
+    n = e.candidate.get("example_count")
+    return f"the {e.split} split ({_fmt(n)} examples, never seen by the Trainer)"
+
+
+def _emotion_section(b, examples) -> str:
     parts = ["<h2>Expressions</h2>"]
-    if not model_uri or not examples:
+    if not b.model_uri or not examples or b.evaluation is None:
         return parts[0] + "<p>No evaluated model in this run.</p>"
-    out = _predict(model_uri, examples, config.EMOTION_PIXELS_COLUMN)
-    truth = np.array([int(e[config.EMOTION_LABEL_COLUMN]) for e in examples])
+    e = b.evaluation
+    out = _predict(b.model_uri, examples, config.EMOTION_PIXELS_COLUMN)
+    truth = np.array([int(x[config.EMOTION_LABEL_COLUMN]) for x in examples])
     pred = out[config.EMOTION_OUTPUT].argmax(-1)
     m = emotion_metrics(truth, pred)
     per = m["per_class"]
     rows = [[html.escape(n), _fmt(v["precision"]), _fmt(v["recall"]), _fmt(v["f1"]), v["support"],
-             _fmt(sliced.get(f"{config.EMOTION_LABEL_COLUMN}={i}", {}).get("accuracy"))]
+             _fmt(e.per_slice.get(f"{config.EMOTION_LABEL_COLUMN}={i}", {}).get("accuracy"))]
             for i, (n, v) in enumerate(per.items())]
-    parts.append(f"<p>TFMA on the whole eval split: {_metrics_line(summary.metrics)}. "
-                 f"Plots below: the first {len(examples)} eval examples, through the candidate's serving signature "
-                 f"(accuracy {m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f}).</p>")
+    parts.append(f"<p>Candidate, TFMA on {_evaluated_on(e)}: {_metrics_line(e.candidate)}. "
+                 f"Tables and plots below: the first {len(examples)} examples of the same split, through the "
+                 f"candidate's serving signature (accuracy {m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f}).</p>")
     parts.append(_table(["class", "precision", "recall", "F1", "support", "TFMA recall (slice by true class)"], rows))
     cm = np.array(m["confusion_matrix"]["rows_true_columns_predicted"])
     parts.append('<div class="row">' + _img(_confusion_plot(cm), "confusion matrix") + _img(_bars(
@@ -274,25 +208,27 @@ def _emotion_section(summary, examples, model_uri, sliced) -> str:
     return "\n".join(parts)
 
 
-def _keypoints_section(summary, examples, model_uri) -> str:
+def _keypoints_section(b, examples) -> str:
     parts = ["<h2>Key points</h2>"]
-    if not model_uri or not examples:
+    if not b.model_uri or not examples or b.evaluation is None:
         return parts[0] + "<p>No evaluated model in this run.</p>"
-    out = _predict(model_uri, examples, config.KEYPOINT_IMAGE_COLUMN)
+    e = b.evaluation
+    out = _predict(b.model_uri, examples, config.KEYPOINT_IMAGE_COLUMN)
     pred = out[config.KEYPOINTS_OUTPUT]
-    truth = np.array([[float(e[c]) for c in config.KEYPOINT_COLUMNS] for e in examples])
+    truth = np.array([[float(x[c]) for c in config.KEYPOINT_COLUMNS] for x in examples])
     m = keypoint_metrics(truth, pred)
-    parts.append(f"<p>TFMA on the whole eval split: {_metrics_line(summary.metrics)}. Plots below: the first "
-                 f"{len(examples)} eval examples through the candidate's serving signature (RMSE {m['rmse_px']:.3f} px, "
-                 f"mean point error {m['mean_point_error_px'] or float('nan'):.3f} px).</p>")
+    parts.append(f"<p>Candidate, TFMA on {_evaluated_on(e)}: {_metrics_line(e.candidate)}. Plots below: the first "
+                 f"{len(examples)} examples of the same split through the candidate's serving signature "
+                 f"(RMSE {m['rmse_px']:.3f} px, mean point error {m['mean_point_error_px'] or float('nan'):.3f} px).</p>")
     names = list(m["per_point_rmse_px"])
     parts.append(_img(_bars(names, {"RMSE (px)": list(m["per_point_rmse_px"].values())},
                             "Per-key-point error (RMSE, px)", "px", horizontal=True), "per-key-point error"))
     known = truth > config.MISSING_COORDINATE + 0.5
     row_err = np.sqrt((np.where(known, pred - truth, 0) ** 2).sum(1) / np.maximum(known.sum(1), 1))
-    images = [_image(e[config.KEYPOINT_IMAGE_COLUMN], config.KEYPOINT_IMAGE_SIZE) for e in examples]
+    images = [_image(x[config.KEYPOINT_IMAGE_COLUMN], config.KEYPOINT_IMAGE_SIZE) for x in examples]
     sample = list(range(min(GRID, len(examples))))
-    parts.append("<h3>Predicted (red x) vs true (green o)</h3>" + _img(_face_grid(
+    legend = "true: green rings; predicted: red crosses; yellow line: the error"
+    parts.append(f"<h3>Predicted vs true key points</h3><p class=meta>{legend}</p>" + _img(_face_grid(
         [images[i] for i in sample], [f"RMSE {row_err[i]:.2f} px" for i in sample],
         truth[sample], pred[sample]), "faces with predicted and true key points"))
     worst = list(np.argsort(-row_err)[:6])
@@ -303,20 +239,22 @@ def _keypoints_section(summary, examples, model_uri) -> str:
 
 
 def _metrics_line(metrics: dict) -> str:
-    return ", ".join(f"{html.escape(k)} = {v:.4g}" for k, v in sorted(metrics.items()) if not k.endswith("_change")) \
-        or "none"
+    return ", ".join(f"{html.escape(k)} = {v:.4g}" for k, v in sorted(metrics.items())) or "none"
 
 
-def _data_section(pipeline_root, summary, kp_examples, em_examples, counts) -> str:
+def _data_section(pipeline_root, summary, kp_examples, em_examples) -> str:
     parts = ["<h2>Data</h2>"]
     rows = []
+    splits = (config.TRAIN_SPLIT, config.EVAL_SPLIT, config.TEST_SPLIT)
     for branch in config.BRANCHES:
         b = summary.branches[branch.name]
         rejected = _rejected(pipeline_root, branch.name)
         n_anom = sum(len(v) for v in b.anomalies.values())
-        rows.append([branch.name, _fmt(counts[branch.name].get("train")), _fmt(counts[branch.name].get("eval")),
-                     len(rejected), f"{n_anom} " + _badge(n_anom == 0, "none", "found")])
-    parts.append(_table(["dataset", "train examples", "eval examples", "rows rejected", "anomalies"], rows))
+        rows.append([branch.name] + [_fmt(b.split_counts.get(s)) for s in splits]
+                    + [len(rejected), f"{n_anom} " + _badge(n_anom == 0, "none", "found")])
+    parts.append(_table(["dataset"] + [f"{s} examples" for s in splits] + ["rows rejected", "anomalies"], rows))
+    parts.append("<p class=meta>" + "; ".join(f"<b>{s}</b> {html.escape(config.SPLIT_ROLES[s])}" for s in splits)
+                 + ".</p>")
     for branch in config.BRANCHES:
         b = summary.branches[branch.name]
         items = [f"<li>[{html.escape(s)}] {html.escape(a)}</li>" for s, v in b.anomalies.items() for a in v]
@@ -329,38 +267,93 @@ def _data_section(pipeline_root, summary, kp_examples, em_examples, counts) -> s
                 [[html.escape(r["file"]), r["line"], html.escape(r["reason"])] for r in rejected[:20]])
                 + (f"<p>… and {len(rejected) - 20} more in the rejected-rows file.</p>" if len(rejected) > 20 else ""))
     if em_examples:
-        labels = np.bincount([int(e[config.EMOTION_LABEL_COLUMN]) for e in em_examples], minlength=5)
+        labels = np.bincount([int(x[config.EMOTION_LABEL_COLUMN]) for x in em_examples],
+                             minlength=len(config.EMOTION_CLASSES))
         parts.append('<div class="row">' + _img(_bars(list(config.EMOTION_CLASSES), {"examples": labels.tolist()},
-                                                      "Class balance (eval examples plotted)", "examples"),
-                                                "class balance"))
+                                                      f"Class balance ({config.TEST_SPLIT} examples plotted)",
+                                                      "examples"), "class balance"))
         sample = em_examples[:6]
-        parts.append(_img(_face_grid([_image(e[config.EMOTION_PIXELS_COLUMN], 48) for e in sample],
-                                     [config.EMOTION_CLASSES[int(e[config.EMOTION_LABEL_COLUMN])] for e in sample]),
+        parts.append(_img(_face_grid([_image(x[config.EMOTION_PIXELS_COLUMN], config.EMOTION_IMAGE_SIZE)
+                                      for x in sample],
+                                     [config.EMOTION_CLASSES[int(x[config.EMOTION_LABEL_COLUMN])] for x in sample]),
                           "sample expression images") + "</div>")
     if kp_examples:
         sample = kp_examples[:6]
-        truth = np.array([[float(e[c]) for c in config.KEYPOINT_COLUMNS] for e in sample])
+        truth = np.array([[float(x[c]) for c in config.KEYPOINT_COLUMNS] for x in sample])
         parts.append("<h3>Sample key-point images with their labels</h3>" + _img(_face_grid(
-            [_image(e[config.KEYPOINT_IMAGE_COLUMN], 96) for e in sample], [f"example {i}" for i in range(len(sample))],
-            truth), "sample key-point images"))
+            [_image(x[config.KEYPOINT_IMAGE_COLUMN], config.KEYPOINT_IMAGE_SIZE) for x in sample],
+            [f"example {i}" for i in range(len(sample))], truth), "sample key-point images"))
     return "\n".join(parts)
 
 
-def _header(summary, gates: list[Gate], run_time: str) -> str:
+def _context_rows(context, summary) -> list[list[str]]:
+    if context is None:
+        return [["context", "not recorded for this run (rendered from ML Metadata alone)"]]
+    rows = [["profile", html.escape(context["profile"])], ["code version", html.escape(context["code_version"])]]
+    for name, d in context["data"].items():
+        counts = summary.branches[name].split_counts if name in summary.branches else {}
+        split_text = ", ".join(f"{s} {n}" for s, n in counts.items())
+        files = ", ".join(html.escape(Path(f).name) for f in d["files"])
+        rows.append([f"{html.escape(name)} data", f"{html.escape(d['source'])}: {files}; {d['rows_read']} rows read, "
+                     f"{d['rows_rejected']} rejected; examples per split: {html.escape(split_text) or 'n/a'}"])
+    rows.append(["model repository", html.escape(context["model_repo"])])
+    if context.get("mlflow_run_id"):
+        where = context.get("mlflow_location") or ""
+        link = (f'<a href="{html.escape(where)}">{html.escape(where)}</a>' if where.startswith(("http://", "https://"))
+                else f"<code>{html.escape(where)}</code>")
+        rows.append(["MLflow run", f"{html.escape(context['mlflow_run_id'])} ({link})"])
+    else:
+        rows.append(["MLflow run", "not tracked"])
+    return rows
+
+
+def _gate_rows(summary) -> list[list[str]]:
+    rows = []
+    for branch in config.BRANCHES:
+        e = summary.branches[branch.name].evaluation
+        if e is None:
+            continue
+        for g in e.gates:
+            rows.append([branch.name, html.escape(e.split), html.escape(g.metric), _fmt(g.candidate),
+                         _fmt(g.baseline), "n/a" if g.change is None else f"{g.change:+.4g}", html.escape(g.bound),
+                         html.escape(g.change_rule or "none"), _badge(g.passed)])
+    return rows
+
+
+def _baseline_notes(summary) -> str:
+    notes = []
+    for branch in config.BRANCHES:
+        e = summary.branches[branch.name].evaluation
+        if e is None:
+            continue
+        if e.baseline:
+            which = f"version {e.baseline_version}" if e.baseline_version else "the last blessed model"
+            notes.append(f"<li><b>{branch.name}</b>: baseline is {html.escape(which)} of this branch, scored on "
+                         f"the same {html.escape(e.split)} examples as the candidate.</li>")
+        else:
+            notes.append(f"<li><b>{branch.name}</b>: no baseline (no blessed {branch.name} model in this pipeline root "
+                         "yet), so the change rules do not apply and only the absolute bounds gate this run: "
+                         "change columns read n/a.</li>")
+    return f"<ul class=meta>{''.join(notes)}</ul>" if notes else ""
+
+
+def _header(summary, context, run_time: str) -> str:
     rows = []
     for branch in config.BRANCHES:
         b = summary.branches[branch.name]
         push = (f"version {b.pushed_version}" if b.pushed and not b.identical_to_version
-                else f"nothing new (same as version {b.identical_to_version})" if b.identical_to_version else "not pushed")
+                else f"nothing new (same as version {b.identical_to_version})" if b.identical_to_version
+                else f"not pushed: {b.push_refused}" if b.push_refused else "not pushed")
         rows.append([branch.name, _badge(b.blessed, "BLESSED", "NOT BLESSED"), html.escape(push)])
-    gate_rows = [[g.model, html.escape(g.metric), _fmt(g.value), html.escape(g.bound), _fmt(g.change),
-                  html.escape(g.change_rule), _badge(g.passed)] for g in gates]
     return (f"<h1>Emotion AI Pipeline — run {html.escape(summary.run_id)}</h1>"
             f"<p class=meta>Run started {html.escape(run_time)}; report written "
             f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M:%S')}.</p>"
+            + _table(None, _context_rows(context, summary))
             + _table(["model", "gate", "push"], rows)
             + "<h2>Thresholds</h2>"
-            + _table(["model", "metric", "value", "bound", "change vs baseline", "change rule", "result"], gate_rows))
+            + _table(["model", "split", "metric", "candidate", "baseline", "change", "bound", "change rule", "result"],
+                     _gate_rows(summary))
+            + _baseline_notes(summary))
 
 
 CSS = """
@@ -373,31 +366,32 @@ th{background:#f4f4f4;text-align:left}.badge{padding:2px 8px;border-radius:10px;
 """
 
 
+def run_dir(pipeline_root: Path, run_id: str) -> Path:
+    """``<pipeline root>/reports/<run id>``: the report and the run's context."""
+    return Path(pipeline_root) / "reports" / run_id
+
+
+def _context(pipeline_root: Path, run_id: str) -> dict | None:
+    import json
+
+    try:
+        return json.loads((run_dir(pipeline_root, run_id) / "context.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def render(pipeline_root: Path, run_id: str | None = None) -> tuple[str, str]:
     """Build the report of one run (latest by default); return ``(run_id, html)``."""
-    import tensorflow_model_analysis as tfma
-
     summary = run_summary.summarize(pipeline_root, run_id)
-    gates, sections, counts, examples = [], {}, {}, {}
+    examples = {}
     for branch in config.BRANCHES:
-        cid = branch.component_id
-        b = summary.branches[branch.name]
-        gen = summary.component(cid("CsvExampleGen"))
-        examples[branch.name] = _eval_examples(gen.outputs["examples"][0].uri) if gen and gen.outputs.get("examples") else []
-        stats = summary.component(cid("StatisticsGen"))
-        counts[branch.name] = _num_examples(stats.outputs["statistics"][0].uri if stats and stats.outputs.get("statistics") else None)
-        evaluator = summary.component(cid("Evaluator"))
-        sliced = {}
-        if evaluator and evaluator.outputs.get("evaluation"):
-            uri = evaluator.outputs["evaluation"][0].uri
-            gates += _thresholds(tfma.load_eval_result(uri), branch.name, b.metrics, b.validation_failures)
-            sliced = _slice_metrics(uri)
-        sections[branch.name] = (sliced, b.model_uri if evaluator else None)
-    body = [_header(summary, gates, _run_time(summary.run_id)),
-            _emotion_section(summary.branches["emotion"], examples["emotion"], sections["emotion"][1],
-                             sections["emotion"][0]),
-            _keypoints_section(summary.branches["keypoints"], examples["keypoints"], sections["keypoints"][1]),
-            _data_section(pipeline_root, summary, examples["keypoints"], examples["emotion"], counts)]
+        gen = summary.component(branch.component_id("CsvExampleGen"))
+        examples[branch.name] = (_split_examples(gen.outputs["examples"][0].uri, config.TEST_SPLIT)
+                                 if gen and gen.outputs.get("examples") else [])
+    body = [_header(summary, _context(pipeline_root, summary.run_id), _run_time(summary.run_id)),
+            _emotion_section(summary.branches["emotion"], examples["emotion"]),
+            _keypoints_section(summary.branches["keypoints"], examples["keypoints"]),
+            _data_section(pipeline_root, summary, examples["keypoints"], examples["emotion"])]
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Run {html.escape(summary.run_id)}"
             f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>")
     return summary.run_id, page
@@ -413,7 +407,7 @@ def _run_time(run_id: str) -> str:
 def write(pipeline_root: Path, run_id: str | None = None, out: Path | None = None) -> Path:
     """Render and write the report; default path ``<pipeline_root>/reports/<run id>/report.html``."""
     run_id, page = render(Path(pipeline_root), run_id)
-    out = Path(out) if out else Path(pipeline_root) / "reports" / run_id / "report.html"
+    out = Path(out) if out else run_dir(pipeline_root, run_id) / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return out

@@ -33,15 +33,25 @@ class ComponentRun:
 @dataclasses.dataclass
 class BranchSummary:
     name: str
-    metrics: dict[str, float]
+    evaluation: Evaluation | None  # None when the Evaluator did not run
     blessed: bool | None
-    validation_failures: list[str]
     pushed: bool
     pushed_to: str | None
     pushed_version: str | None
     identical_to_version: str | None  # blessed, but already the newest version: not pushed
     anomalies: dict[str, list[str]]  # split -> anomaly descriptions
     model_uri: str | None
+    split_counts: dict[str, int] = dataclasses.field(default_factory=dict)  # examples per split
+    push_refused: str | None = None  # why a blessed model was not pushed (repository of another profile)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The candidate's metrics on the overall slice (never the baseline's)."""
+        return self.evaluation.candidate if self.evaluation else {}
+
+    @property
+    def validation_failures(self) -> list[str]:
+        return self.evaluation.failures if self.evaluation else []
 
 
 @dataclasses.dataclass
@@ -73,7 +83,7 @@ def _custom(artifact: metadata_store_pb2.Artifact, key: str):
     return getattr(value, value.WhichOneof("value"))
 
 
-def _component_runs(store, run_id: str) -> list[ComponentRun]:
+def component_runs(store, run_id: str) -> list[ComponentRun]:
     run_ctx = store.get_context_by_type_and_name("pipeline_run", run_id)
     if run_ctx is None:
         raise KeyError(f"no pipeline run {run_id!r} in ML Metadata")
@@ -94,6 +104,21 @@ def _component_runs(store, run_id: str) -> list[ComponentRun]:
     return result
 
 
+def _split_counts(statistics_uri: str) -> dict[str, int]:
+    """Examples per split, from StatisticsGen's output."""
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    counts = {}
+    for split in Path(statistics_uri).glob("Split-*"):
+        path = split / "FeatureStats.pb"
+        if path.exists():
+            stats = statistics_pb2.DatasetFeatureStatisticsList()
+            stats.ParseFromString(path.read_bytes())
+            counts[split.name[len("Split-"):]] = int(stats.datasets[0].num_examples) if stats.datasets else 0
+    order = (config.TRAIN_SPLIT, config.EVAL_SPLIT, config.TEST_SPLIT)
+    return dict(sorted(counts.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
+
+
 def _anomalies(uri: str) -> dict[str, list[str]]:
     found = {}
     for split_dir in sorted(Path(uri).glob("Split-*")):
@@ -107,28 +132,122 @@ def _anomalies(uri: str) -> dict[str, list[str]]:
     return found
 
 
-def _evaluation(uri: str) -> tuple[dict[str, float], list[str]]:
+@dataclasses.dataclass
+class Gate:
+    """One gated metric of one model: the candidate's value, the baseline's, the change and
+    the rules TFMA applied (overall slice)."""
+
+    metric: str
+    candidate: float | None
+    baseline: float | None  # None on a first run: no blessed model to compare with
+    change: float | None  # candidate - baseline, as TFMA computes it
+    bound: str  # the absolute rule, e.g. "<= 6"
+    change_rule: str  # e.g. "change >= -0.005 (higher is better)"; "" when the metric has none
+    passed: bool
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """What the Evaluator measured, per model: TFMA names the models ``candidate`` and
+    ``baseline`` when there is a baseline, and leaves the name empty when there is none."""
+
+    split: str  # the ExampleGen split the Evaluator scored
+    candidate: dict[str, float]  # overall slice
+    baseline: dict[str, float]  # overall slice; {} on a first run
+    change: dict[str, float]  # candidate - baseline
+    per_slice: dict[str, dict[str, float]]  # candidate, "column=value" -> metrics
+    gates: list[Gate]
+    failures: list[str]
+    baseline_model_uri: str | None = None
+    baseline_version: str | None = None  # the model repository version the baseline was pushed as
+
+
+def _pushed_version(store, model_id) -> str | None:
+    """The repository version a Trainer's model was pushed as (or found identical to)."""
+    if model_id is None:
+        return None
+    inputs = [e for e in store.get_events_by_artifact_ids([int(model_id)]) if e.type == metadata_store_pb2.Event.INPUT]
+    for event in inputs:
+        outputs = [e.artifact_id for e in store.get_events_by_execution_ids([event.execution_id])
+                   if e.type == metadata_store_pb2.Event.OUTPUT]
+        for artifact in store.get_artifacts_by_id(outputs):
+            version = _custom(artifact, "pushed_version") or _custom(artifact, "identical_to_version")
+            if version and (_custom(artifact, "pushed") or _custom(artifact, "identical_to_version")):
+                return str(version)
+    return None
+
+
+def _value(kv) -> float | None:
+    return kv.value.double_value.value if kv.value.HasField("double_value") else None
+
+
+def _slice_name(slice_key) -> str:
+    return ", ".join(f"{k.column}={k.int64_value if k.HasField('int64_value') else k.bytes_value.decode()}"
+                     for k in slice_key.single_slice_keys)
+
+
+def read_evaluation(uri: str, split: str = config.TEST_SPLIT) -> Evaluation:
+    """Candidate and baseline metrics, changes, per-slice metrics and gate outcomes of one
+    Evaluator output, each read under its own TFMA model name."""
     import tensorflow_model_analysis as tfma  # heavy; only when there is an evaluation
 
-    metrics: dict[str, float] = {}
+    eval_config = tfma.load_eval_result(uri).config
+    baseline_names = {spec.name for spec in eval_config.model_specs if spec.is_baseline}
+    candidate, baseline, change, per_slice = {}, {}, {}, {}
     for slice_metrics in tfma.load_metrics(uri):
-        if slice_metrics.slice_key.single_slice_keys:
-            continue  # overall slice only here; reports show the rest
+        where = _slice_name(slice_metrics.slice_key)
         for kv in slice_metrics.metric_keys_and_values:
-            if kv.key.is_diff:
-                metrics[f"{kv.key.name}_change"] = kv.value.double_value.value
-            elif kv.value.HasField("double_value"):
-                metrics[kv.key.name] = kv.value.double_value.value
-    failures = []
+            value = _value(kv)
+            if value is None:
+                continue
+            is_baseline = kv.key.model_name in baseline_names
+            if where:
+                if not is_baseline and not kv.key.is_diff:
+                    per_slice.setdefault(where, {})[kv.key.name] = value
+            elif kv.key.is_diff:
+                change[kv.key.name] = value
+            else:
+                (baseline if is_baseline else candidate)[kv.key.name] = value
+    failures, failed_metrics = [], set()
     validation = tfma.load_validation_result(uri)
-    for per_slice in validation.metric_validations_per_slice:
-        where = ", ".join(f"{k.column}={k.int64_value if k.HasField('int64_value') else k.bytes_value.decode()}"
-                          for k in per_slice.slice_key.single_slice_keys) or "overall"
-        for f in per_slice.failures:
+    for per_slice_result in validation.metric_validations_per_slice:
+        where = _slice_name(per_slice_result.slice_key) or "overall"
+        for f in per_slice_result.failures:
             value = f.metric_value.double_value.value if f.metric_value.HasField("double_value") else None
             detail = f.message or (f"value {value:.4g} outside {_bounds(f.metric_threshold)}" if value is not None else "")
             failures.append(f"{f.metric_key.name}{' (change)' if f.metric_key.is_diff else ''}: {detail} [{where}]")
-    return metrics, failures
+            failed_metrics.add(f.metric_key.name)
+    gates = [Gate(name, candidate.get(name), baseline.get(name) if baseline else None,
+                  change.get(name) if baseline else None, bound, rule, name not in failed_metrics)
+             for name, bound, rule in _gated_metrics(eval_config)]
+    return Evaluation(split, candidate, baseline, change, per_slice, gates, failures)
+
+
+def _gated_metrics(eval_config) -> list[tuple[str, str, str]]:
+    """``(metric name, absolute rule, change rule)`` of every metric with a threshold."""
+    import json
+
+    import tensorflow_model_analysis as tfma
+
+    found = []
+    for spec in eval_config.metrics_specs:
+        for metric in spec.metrics:
+            thresholds = ([metric.threshold] if metric.HasField("threshold") else []) + [
+                t.threshold for t in metric.per_slice_thresholds]
+            if not thresholds:
+                continue
+            name = json.loads("{" + metric.config + "}").get("name") if metric.config else None
+            name = name or _DEFAULT_METRIC_NAMES.get(metric.class_name, metric.class_name)
+            value_t, change_t = thresholds[0].value_threshold, thresholds[0].change_threshold
+            bounds = [f">= {value_t.lower_bound.value:g}"] if value_t.HasField("lower_bound") else []
+            bounds += [f"<= {value_t.upper_bound.value:g}"] if value_t.HasField("upper_bound") else []
+            rule = ""
+            if change_t.HasField("absolute"):
+                higher = change_t.direction == tfma.MetricDirection.HIGHER_IS_BETTER
+                rule = (f"change {'>=' if higher else '<='} {change_t.absolute.value:g} "
+                        f"({'higher' if higher else 'lower'} is better)")
+            found.append((name, " and ".join(bounds) or "none", rule))
+    return found
 
 
 def _bounds(threshold) -> str:
@@ -143,35 +262,46 @@ def _bounds(threshold) -> str:
     return " and ".join(parts) or "threshold"
 
 
+_DEFAULT_METRIC_NAMES = {"MaskedPixelRMSE": "rmse_px", "MacroRecall": "macro_recall",
+                         "SparseCategoricalAccuracy": "sparse_categorical_accuracy"}
+
+
 def summarize(pipeline_root: Path, run_id: str | None = None) -> RunSummary:
     """Read one run (the latest by default) from the pipeline root's ML Metadata."""
     store = open_store(pipeline_root)
     run_id = run_id or latest_run_id(store)
     if run_id is None:
         raise KeyError(f"{pipeline_root}: no pipeline run recorded")
-    components = _component_runs(store, run_id)
+    components = component_runs(store, run_id)
     summary = RunSummary(run_id, components, {})
     for branch in config.BRANCHES:
         cid = branch.component_id
-        metrics, failures, blessed = {}, [], None
+        evaluation, blessed = None, None
         evaluator = summary.component(cid("Evaluator"))
         if evaluator and evaluator.outputs.get("evaluation"):
-            metrics, failures = _evaluation(evaluator.outputs["evaluation"][0].uri)
+            evaluation = read_evaluation(evaluator.outputs["evaluation"][0].uri)
             blessing = evaluator.outputs.get("blessing")
             blessed = bool(_custom(blessing[0], "blessed")) if blessing else None
+            if blessing and evaluation.baseline:
+                evaluation.baseline_model_uri = _custom(blessing[0], "baseline_model")
+                evaluation.baseline_version = _pushed_version(store, _custom(blessing[0], "baseline_model_id"))
         pusher = summary.component(cid("Pusher"))
         pushed_model = pusher.outputs.get("pushed_model", [None])[0] if pusher else None
         validator = summary.component(cid("ExampleValidator"))
         anomalies = _anomalies(validator.outputs["anomalies"][0].uri) if validator and validator.outputs.get("anomalies") else {}
+        stats = summary.component(cid("StatisticsGen"))
+        counts = _split_counts(stats.outputs["statistics"][0].uri) if stats and stats.outputs.get("statistics") else {}
         trainer = summary.component(cid("Trainer"))
         model = trainer.outputs.get("model", [None])[0] if trainer else None
         summary.branches[branch.name] = BranchSummary(
-            name=branch.name, metrics=metrics, blessed=blessed, validation_failures=failures,
+            name=branch.name, evaluation=evaluation, blessed=blessed,
             pushed=bool(pushed_model and _custom(pushed_model, "pushed")),
             pushed_to=_custom(pushed_model, "pushed_destination") if pushed_model else None,
             pushed_version=_custom(pushed_model, "pushed_version") if pushed_model else None,
             identical_to_version=_custom(pushed_model, "identical_to_version") if pushed_model else None,
             anomalies=anomalies,
+            split_counts=counts,
+            push_refused=_custom(pushed_model, "push_refused") if pushed_model else None,
             model_uri=os.path.join(model.uri, "Format-Serving") if model else None,
         )
     return summary

@@ -1,4 +1,5 @@
-"""Scheduled local runs: ``emotion-ai schedule --cron EXPR`` and the run history behind ``runs``.
+"""Scheduled local runs: ``emotion-ai schedule --cron EXPR``, and the lock and run history
+that every local run, manual (``emotion-ai run``) or scheduled, goes through (``runs``).
 
 * Ticks come from a cron expression (croniter; a 6th field is seconds).
 * Never two runs at once: each run holds an OS file lock under the pipeline root (released
@@ -52,29 +53,47 @@ def read_history(pipeline_root: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def run_locked(pipeline_root: Path, run: Callable[[], object]) -> dict:
-    """Run ``run()`` under the pipeline root's lock; return (and record) its history entry."""
-    record = {"start": _now().isoformat(timespec="seconds")}
-    lock = FileLock(str(Path(pipeline_root) / LOCK_FILE))
+class RunBusyError(RuntimeError):
+    """Another run holds the pipeline root's lock."""
+
+
+def run_locked(pipeline_root: Path, run: Callable[[], object], trigger: str = "schedule",
+               raise_errors: bool = False) -> dict:
+    """Run ``run()`` under the pipeline root's lock; return (and record) its history entry.
+
+    Scheduled ticks (``raise_errors=False``) record a busy lock as skipped and a failure as
+    failed, and go on; a manual run records the same, then raises ``RunBusyError`` or the
+    run's own error for its caller to report.
+    """
+    record = {"start": _now().isoformat(timespec="seconds"), "trigger": trigger}
     Path(pipeline_root).mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(Path(pipeline_root) / LOCK_FILE))
     try:
         lock.acquire(timeout=0)
     except Timeout:
         record.update(status="skipped", end=record["start"], error="a run is still going")
-        log.warning("tick at %s skipped: a run is still going", record["start"])
+        log.warning("%s run at %s skipped: a run is still going in %s", trigger, record["start"], pipeline_root)
         append_history(pipeline_root, record)
+        if raise_errors:
+            raise RunBusyError(f"another run is going in {pipeline_root} (lock {Path(pipeline_root) / LOCK_FILE}); "
+                               "wait for it or use another --pipeline-root") from None
         return record
+    error = None
     try:
         result = run()
         record.update(status="succeeded", **_describe(result))
     except BaseException as exc:  # noqa: BLE001 - recorded, and the scheduler goes on
+        error = exc
         record.update(status="aborted" if isinstance(exc, KeyboardInterrupt) else "failed",
                       error=f"{type(exc).__name__}: {exc}")
-        log.error("run failed: %s\n%s", exc, traceback.format_exc())
+        if not raise_errors:
+            log.error("run failed: %s\n%s", exc, traceback.format_exc())
     finally:
         record["end"] = _now().isoformat(timespec="seconds")
         lock.release()
         append_history(pipeline_root, record)
+    if error is not None and raise_errors:
+        raise error
     return record
 
 
@@ -82,8 +101,10 @@ def _describe(result) -> dict:
     summary = getattr(result, "summary", None)
     if summary is None:
         return {}
+    context = getattr(result, "context", None)
     return {
         "run_id": summary.run_id,
+        "profile": context.profile if context else None,
         "report": str(result.report_path) if getattr(result, "report_path", None) else None,
         "models": {name: {"blessed": b.blessed, "pushed": bool(b.pushed and not b.identical_to_version),
                           "version": b.pushed_version or b.identical_to_version}

@@ -36,18 +36,38 @@ def _history(summary, branch) -> dict[str, list[float]]:
     return json.loads(path.read_text()) if path and path.exists() else {}
 
 
+def run_location(uri: str, experiment_id: str, run_id: str) -> str:
+    """A link to the run for a tracking server; for a local store, how to look at it."""
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"mlflow ui --backend-store-uri {uri}"
+
+
+def open_run(tfx_run_id: str, profile: config.Profile, pipeline_root: Path) -> tuple[str, str]:
+    """Create the parent MLflow run of one pipeline run; return ``(run id, location)``."""
+    import mlflow
+
+    uri = tracking_uri(pipeline_root)
+    mlflow.set_tracking_uri(uri)
+    experiment_id = _experiment(mlflow, pipeline_root)
+    run = mlflow.MlflowClient().create_run(experiment_id, run_name=tfx_run_id,
+                                           tags={"tfx_run_id": tfx_run_id, "profile": profile.name})
+    return run.info.run_id, run_location(uri, experiment_id, run.info.run_id)
+
+
 def track(result, profile: config.Profile, pipeline_root: Path) -> str:
-    """Log one pipeline run; return the parent MLflow run id."""
+    """Log one pipeline run into the parent run ``open_run`` made; return its id."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(tracking_uri(pipeline_root))
     client = MlflowClient()
-    experiment_id = _experiment(mlflow, pipeline_root)
-    summary = result.summary
-    with mlflow.start_run(experiment_id=experiment_id, run_name=summary.run_id,
-                          tags={"tfx_run_id": summary.run_id, "profile": profile.name}) as parent:
-        mlflow.log_params({"profile": profile.name, "pipeline_root": str(pipeline_root)})
+    summary, context = result.summary, result.context
+    with mlflow.start_run(run_id=context.mlflow_run_id) as parent:
+        experiment_id = parent.info.experiment_id
+        mlflow.log_params({"profile": profile.name, "pipeline_root": str(pipeline_root),
+                           "code_version": context.code_version, "model_repo": context.model_repo})
+        mlflow.set_tags({f"data.{kind}": d["source"] for kind, d in context.data.items()})
         mlflow.log_metrics({f"{kind}_rows_{what}": getattr(st, f"rows_{what}")
                             for kind, st in result.staged.items() for what in ("read", "rejected")})
         mlflow.log_metric("wall_seconds", sum(c.seconds for c in summary.components))
@@ -57,10 +77,18 @@ def track(result, profile: config.Profile, pipeline_root: Path) -> str:
             b = summary.branches[branch.name]
             with mlflow.start_run(experiment_id=experiment_id, run_name=branch.name, nested=True) as child:
                 mlflow.log_params(getattr(profile, branch.name).flat())
+                mlflow.log_metrics({f"examples_{split}": n for split, n in b.split_counts.items()})
                 mlflow.set_tags({"blessed": str(b.blessed), "pushed": str(b.pushed and not b.identical_to_version),
                                  "pushed_version": b.pushed_version or b.identical_to_version or "",
                                  "validation_failures": "; ".join(b.validation_failures)[:4000]})
-                mlflow.log_metrics({f"tfma_{k}": v for k, v in b.metrics.items()})
+                e = b.evaluation
+                if e is not None:
+                    # The candidate's figures are tfma_*; the baseline's and the change have their own names.
+                    mlflow.set_tags({"evaluation_split": e.split,
+                                     "baseline_version": e.baseline_version or ("none" if not e.baseline else "")})
+                    mlflow.log_metrics({f"tfma_{k}": v for k, v in e.candidate.items()})
+                    mlflow.log_metrics({f"tfma_baseline_{k}": v for k, v in e.baseline.items()})
+                    mlflow.log_metrics({f"tfma_change_{k}": v for k, v in e.change.items()})
                 for name, values in _history(summary, branch).items():
                     for step, value in enumerate(values):
                         mlflow.log_metric(f"train_{name}", float(value), step=step)

@@ -1,5 +1,5 @@
-"""Load the newest pushed models from a TF Serving model repository and call them through
-their serving signatures, exactly as a server would."""
+"""Load pushed models from a TF Serving model repository, the version a server would serve
+(pinned, else newest), and call them through their serving signatures, as a server would."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from pipelines import config
+from serving import repository_config
 
 
 def latest_version(model_repo: Path, model: str) -> tuple[int, Path]:
@@ -20,12 +20,22 @@ def latest_version(model_repo: Path, model: str) -> tuple[int, Path]:
     return candidates[-1]
 
 
+def served_version(model_repo: Path, model: str) -> tuple[int, Path]:
+    """The version a server of this repository serves: the one pinned in ``models.config``
+    (``emotion-ai rollback``) if it is on disk, else the newest."""
+    pinned = repository_config.read_pins(model_repo).get(model)
+    path = Path(model_repo) / model / str(pinned)
+    if pinned is not None and (path / "saved_model.pb").exists():
+        return pinned, path
+    return latest_version(model_repo, model)
+
+
 class ServedModel:
-    """One pushed model version, called through its serving signatures."""
+    """The version of one model a server would serve, called through its serving signatures."""
 
     def __init__(self, model_repo: Path, name: str):
         self.name = name
-        self.version, self.path = latest_version(model_repo, name)
+        self.version, self.path = served_version(model_repo, name)
         self._model = tf.saved_model.load(str(self.path))
 
     def predict_pixel_strings(self, pixel_strings) -> dict[str, np.ndarray]:

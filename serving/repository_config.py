@@ -5,6 +5,11 @@
 repository as mounted in the serving container (``/models`` by default, see
 ``serving/docker-compose.yml``). Files are replaced atomically, so a server polling
 ``models.config`` never reads half a file.
+
+``models.config`` is also where a version is pinned (``emotion-ai rollback``): a pinned
+model gets TF Serving's ``specific`` version policy instead of ``latest``, pushes keep the
+pin and never prune the pinned version, and ``emotion-ai serve`` honours it as TF Serving
+does. It is read and written with TF Serving's own ``ModelServerConfig`` proto.
 """
 from __future__ import annotations
 
@@ -12,7 +17,12 @@ import os
 import tempfile
 from pathlib import Path
 
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
 from pipelines import config
+
+MODELS_CONFIG = "models.config"
 
 CONTAINER_ROOT = "/models"
 
@@ -29,16 +39,58 @@ num_batch_threads {{ value: {os.cpu_count() or 2} }}
 """
 
 
-def models_config(model_names, base_root: str = CONTAINER_ROOT, keep_serving: int = 1) -> str:
-    entries = "".join(
-        f"""  config {{
-    name: "{name}"
-    base_path: "{base_root.rstrip('/')}/{name}"
-    model_platform: "tensorflow"
-    model_version_policy {{ latest {{ num_versions: {keep_serving} }} }}
-  }}
-""" for name in model_names)
-    return f"model_config_list {{\n{entries}}}\n"
+def models_config(model_names, base_root: str = CONTAINER_ROOT, keep_serving: int = 1,
+                  pins: dict[str, int] | None = None) -> str:
+    """``model_config_list`` text: each model serves its newest version, or its pinned one."""
+    message = model_server_config_pb2.ModelServerConfig()
+    for name in model_names:
+        entry = message.model_config_list.config.add(
+            name=name, base_path=f"{base_root.rstrip('/')}/{name}", model_platform="tensorflow")
+        if pins and name in pins:
+            entry.model_version_policy.specific.versions.append(int(pins[name]))
+        else:
+            entry.model_version_policy.latest.num_versions = keep_serving
+    return text_format.MessageToString(message)
+
+
+def read_pins(repo_root: Path) -> dict[str, int]:
+    """``model -> pinned version`` from the repository's ``models.config`` (none if absent)."""
+    path = Path(repo_root) / MODELS_CONFIG
+    if not path.is_file():
+        return {}
+    message = text_format.Parse(path.read_text(), model_server_config_pb2.ModelServerConfig())
+    pins = {}
+    for entry in message.model_config_list.config:
+        policy = entry.model_version_policy
+        if policy.WhichOneof("policy_choice") == "specific" and policy.specific.versions:
+            pins[entry.name] = max(policy.specific.versions)
+    return pins
+
+
+def version_dirs(base: Path) -> list[int]:
+    """Numbered version folders holding a SavedModel in one model's folder, ascending."""
+    base = Path(base)
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file())
+
+
+def set_pin(repo_root: Path, model: str, version: int | None, base_root: str = CONTAINER_ROOT) -> dict[str, int]:
+    """Pin ``model`` to ``version`` (None: back to the newest); return the pins."""
+    repo_root = Path(repo_root)
+    available = version_dirs(repo_root / model)
+    if not available:
+        raise FileNotFoundError(f"{repo_root / model}: no pushed version of {model!r}")
+    if version is not None and version not in available:
+        raise ValueError(f"{model} has no version {version} in {repo_root} (versions: "
+                         f"{', '.join(map(str, available))})")
+    pins = read_pins(repo_root)
+    if version is None:
+        pins.pop(model, None)
+    else:
+        pins[model] = version
+    write_configs(repo_root, base_root, pins)
+    return pins
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -48,13 +100,16 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_configs(repo_root: Path, base_root: str = CONTAINER_ROOT) -> list[Path]:
-    """(Re)write the three config files for the models that have a numeric version."""
+def write_configs(repo_root: Path, base_root: str = CONTAINER_ROOT, pins: dict[str, int] | None = None) -> list[Path]:
+    """(Re)write the three config files for the models that have a numeric version; pins
+    default to the ones already in ``models.config`` (a push keeps a rollback in force)."""
     repo_root = Path(repo_root)
     repo_root.mkdir(parents=True, exist_ok=True)
     names = sorted(p.name for p in repo_root.iterdir()
                    if p.is_dir() and not p.name.startswith(".") and any(v.name.isdigit() for v in p.iterdir()))
-    files = {"models.config": models_config(names, base_root), "monitoring.config": MONITORING,
+    pins = read_pins(repo_root) if pins is None else pins
+    pins = {m: v for m, v in pins.items() if m in names}
+    files = {MODELS_CONFIG: models_config(names, base_root, pins=pins), "monitoring.config": MONITORING,
              "batching.config": BATCHING}
     for name, text in files.items():
         _atomic_write(repo_root / name, text)

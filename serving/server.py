@@ -8,10 +8,14 @@ clients of these models use, with TF Serving's request, response and error shape
 * ``POST /v1/models/{name}[/versions/{v}]:predict``   ``instances`` (row) or ``inputs``
   (columnar) format, ``{"b64": ...}`` for binary values, ``signature_name`` optional
 
-Like TF Serving with the Pusher's ``models.config`` (version policy ``latest 1``), each
-model serves its newest version. A poller loads a new version completely before swapping
-it in, and requests that already hold the old version finish on it, so a switch drops
-nothing. (kserve's ModelServer was the first choice; no kserve release co-installs with
+* ``GET  /monitoring/prometheus/metrics``             Prometheus metrics, at the path the
+  Pusher's ``monitoring.config`` gives TF Serving: requests by model, version and status,
+  request latency, the versions loaded
+
+Like TF Serving with the Pusher's ``models.config``, each model serves its newest version,
+or the version pinned there (``emotion-ai rollback``; TF Serving's ``specific`` policy). A
+poller loads a new version completely before swapping it in, and requests that already
+hold the old version finish on it, so a switch drops nothing. (kserve's ModelServer was the first choice; no kserve release co-installs with
 TFX 1.21's protobuf 6.31, see requirements.in.)
 """
 from __future__ import annotations
@@ -22,14 +26,18 @@ import dataclasses
 import json
 import logging
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+import prometheus_client
 from fastapi import FastAPI, Request
-from tensorflow.core.framework import types_pb2
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from tensorflow.core.framework import types_pb2
+
+from serving import repository_config
 
 
 log = logging.getLogger("emotion_ai.serve")
@@ -56,18 +64,42 @@ class LoadedVersion:
     model: object  # the tf.saved_model.load result; keeps its signatures alive
 
 
+METRICS_PATH = "/monitoring/prometheus/metrics"  # TF Serving's, as monitoring.config sets it
+
+
+class Metrics:
+    """The server's Prometheus metrics, named after TF Serving's own (one registry per app)."""
+
+    def __init__(self):
+        self.registry = prometheus_client.CollectorRegistry()
+        self.requests = prometheus_client.Counter(
+            ":tensorflow:serving:request_count", "Requests by model, version, API and HTTP status.",
+            ["model_name", "version", "API", "status"], registry=self.registry)
+        self.latency = prometheus_client.Histogram(
+            ":tensorflow:serving:request_latency_seconds", "Request latency by model and API.",
+            ["model_name", "API"], registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+        self.loaded = prometheus_client.Gauge(
+            ":tensorflow:serving:model_version_loaded", "1 for the version each model serves.",
+            ["model_name", "version"], registry=self.registry)
+
+    def served(self, name: str, old: int | None, new: int) -> None:
+        if old is not None:
+            self.loaded.remove(name, str(old))
+        self.loaded.labels(name, str(new)).set(1)
+
+
 def _versions_on_disk(base: Path) -> list[int]:
-    if not base.is_dir():
-        return []
-    return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file())
+    return repository_config.version_dirs(base)
 
 
 class ModelRegistry:
     """The newest version of every model under ``repo``, reloaded when a newer one appears."""
 
-    def __init__(self, repo: Path, poll_seconds: float = POLL_SECONDS):
+    def __init__(self, repo: Path, poll_seconds: float = POLL_SECONDS, metrics: Metrics | None = None):
         self.repo = Path(repo)
         self.poll_seconds = poll_seconds
+        self.metrics = metrics or Metrics()
         self._served: dict[str, LoadedVersion] = {}
         self._failed: dict[tuple[str, int], str] = {}
         self._lock = threading.Lock()
@@ -79,15 +111,29 @@ class ModelRegistry:
             return []
         return sorted(p.name for p in self.repo.iterdir() if p.is_dir() and not p.name.startswith("."))
 
+    def _pins(self) -> dict[str, int]:
+        try:
+            return repository_config.read_pins(self.repo)
+        except Exception as error:  # noqa: BLE001 - a half-edited models.config must not stop serving
+            log.error("cannot read %s: %s; serving the newest versions", self.repo / repository_config.MODELS_CONFIG,
+                      error)
+            return {}
+
     def poll_once(self) -> list[LoadedVersion]:
-        """Load every model whose newest version on disk is not the one served; returns
-        what was swapped in. A version that fails to load is logged once and skipped."""
+        """Load every model whose wanted version (pinned in ``models.config``, else the
+        newest on disk) is not the one served; returns what was swapped in. A version that
+        fails to load is logged once and skipped."""
         swapped = []
+        pins = self._pins()
         for name in self.model_names():
             versions = _versions_on_disk(self.repo / name)
             if not versions:
                 continue
             newest = versions[-1]
+            if name in pins and pins[name] in versions:
+                newest = pins[name]  # rolled back: TF Serving's "specific" version policy
+            elif name in pins:
+                log.error("%s is pinned to version %d, which is not on disk; serving version %d", name, pins[name], newest)
             current = self._served.get(name)
             if current is not None and current.version == newest or (name, newest) in self._failed:
                 continue
@@ -100,6 +146,7 @@ class ModelRegistry:
                 continue
             with self._lock:  # the swap is one assignment; in-flight requests keep their reference
                 self._served[name] = loaded
+            self.metrics.served(name, current.version if current else None, newest)
             log.info("serving %s version %d (%s)", name, newest, path)
             swapped.append(loaded)
         return swapped
@@ -238,10 +285,12 @@ def _signature(loaded: LoadedVersion, name: str | None):
     return signatures[key]
 
 
-def predict(registry: ModelRegistry, name: str, version: int | None, body) -> dict:
+def predict(registry: ModelRegistry, name: str, version: int | None, body, state=None) -> dict:
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object")
     loaded = registry.get(name, version)
+    if state is not None:
+        state.served_version = loaded.version  # for the request metrics
     signature = _signature(loaded, body.get("signature_name"))
     tensors, row = parse_inputs(body, _input_specs(signature))
     try:
@@ -288,7 +337,8 @@ def _version(text: str | None) -> int | None:
 def create_app(model_repo: Path, poll_seconds: float = POLL_SECONDS,
                max_request_bytes: int = MAX_REQUEST_BYTES) -> FastAPI:
     """The ASGI app; the registry starts polling on startup and stops on shutdown."""
-    registry = ModelRegistry(model_repo, poll_seconds)
+    metrics = Metrics()
+    registry = ModelRegistry(model_repo, poll_seconds, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -308,6 +358,27 @@ def create_app(model_repo: Path, poll_seconds: float = POLL_SECONDS,
     async def unexpected(_request, error: Exception):  # a bug answers 500, the server stays up
         log.exception("unexpected error")
         return JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):
+        """Every request under /v1/models/ is counted by model, served version, API and status."""
+        start = time.perf_counter()
+        response = await call_next(request)
+        parts = request.url.path.split("/")
+        if len(parts) > 3 and parts[1:3] == ["v1", "models"]:
+            name, _, verb = parts[3].partition(":")
+            verb = verb or parts[-1].partition(":")[2]
+            api = "predict" if verb == "predict" else "metadata" if parts[-1] == "metadata" else "status"
+            version = getattr(request.state, "served_version", None)
+            metrics.requests.labels(name, str(version) if version is not None else "", api,
+                                    str(response.status_code)).inc()
+            metrics.latency.labels(name, api).observe(time.perf_counter() - start)
+        return response
+
+    @app.get(METRICS_PATH)
+    def prometheus_metrics():
+        return Response(prometheus_client.generate_latest(metrics.registry),
+                        media_type=prometheus_client.CONTENT_TYPE_LATEST)
 
     async def read_json(request: Request):
         declared = request.headers.get("content-length")
@@ -338,7 +409,7 @@ def create_app(model_repo: Path, poll_seconds: float = POLL_SECONDS,
     @app.post("/v1/models/{name}/versions/{version}:predict")
     async def post_predict(name: str, request: Request, version: str | None = None):
         body = await read_json(request)
-        return await run_in_threadpool(predict, registry, name, _version(version), body)
+        return await run_in_threadpool(predict, registry, name, _version(version), body, request.state)
 
     return app
 

@@ -4,7 +4,9 @@ One module-wide sequence of runs on one pipeline root:
 1. first run with a file of malformed rows beside the good data: both models blessed and
    pushed, bad rows counted and reported;
 2. the same data again: cached up to the Trainers, nothing new pushed;
-3. a profile whose gates cannot pass: not blessed, not pushed.
+3. a profile whose gates cannot pass: not blessed, not pushed;
+4. a clearly worse candidate: its own figures and the baseline's, side by side, not blessed;
+5. a smoke run pointed at a repository the full profile owns: refused, nothing changed.
 """
 from __future__ import annotations
 
@@ -39,10 +41,18 @@ def test_first_run_blesses_and_pushes_both_models(first_run, workspace):
         assert (workspace["repo"] / name / branch.pushed_version / "saved_model.pb").exists()
     assert all(c.state == "complete" for c in summary.components)
     assert len(summary.components) == 18  # nine per branch
+    for name in ("keypoints", "emotion"):
+        branch = summary.branches[name]
+        # The gate scored the held-out test split, all of it, and there was no baseline yet.
+        assert branch.evaluation.split == "test"
+        assert branch.evaluation.candidate["example_count"] == branch.split_counts["test"] > 0
+        assert sum(branch.split_counts.values()) == first_run.staged[name].rows_staged
+        assert branch.evaluation.baseline == {} and all(g.baseline is None for g in branch.evaluation.gates)
     assert summary.branches["keypoints"].metrics["rmse_px"] > 0
-    assert 0 <= summary.branches["emotion"].metrics["accuracy"] <= 1
     text = local_runner.format_summary(first_run)
     assert "BLESSED" in text and "pushed: version" in text
+    assert "Evaluator on the test split" in text and "baseline: none (no blessed model of this branch yet)" in text
+    assert "generated sample data (seed 0)" in text and "profile smoke" in text
 
 
 def test_malformed_rows_are_counted_not_fatal(first_run):
@@ -249,13 +259,110 @@ def test_change_threshold_against_an_equal_baseline_blocks_the_push(second_run, 
 def test_gates_apply_to_the_overall_slice_not_to_each_class(second_run, workspace):
     """A floor just under the overall accuracy passes even though some class's recall (its
     true-class slice) is below it: per-class recall is reported, not gated."""
-    from pipelines import report
-
     accuracy = second_run.summary.branches["emotion"].metrics["accuracy"]
-    evaluation = second_run.summary.component("Evaluator_emotion").outputs["evaluation"][0].uri
-    recalls = [m["accuracy"] for m in report._slice_metrics(evaluation).values() if "accuracy" in m]
+    recalls = [m["accuracy"] for m in second_run.summary.branches["emotion"].evaluation.per_slice.values()
+               if "accuracy" in m]
     floor = accuracy - 0.01
     assert recalls and min(recalls) < floor, "precondition: one class is under the overall floor"
     profile = dataclasses.replace(SMOKE, thresholds=dataclasses.replace(SMOKE.thresholds, emotion_min_accuracy=floor))
     result = local_runner.run(profile, workspace["root"], workspace["repo"], workspace["data"])
     assert result.summary.branches["emotion"].blessed is True, result.summary.branches["emotion"].validation_failures
+
+
+def _tfma_by_model(result, branch: str) -> dict[str, dict[str, float]]:
+    """The overall slice of one Evaluator output, straight from TFMA, keyed by model name."""
+    import tensorflow_model_analysis as tfma
+
+    uri = result.summary.component(f"Evaluator_{branch}").outputs["evaluation"][0].uri
+    found: dict[str, dict[str, float]] = {}
+    for m in tfma.load_metrics(uri):
+        if not m.slice_key.single_slice_keys:
+            for kv in m.metric_keys_and_values:
+                if not kv.key.is_diff and kv.value.HasField("double_value"):
+                    found.setdefault(kv.key.model_name, {})[kv.key.name] = kv.value.double_value.value
+    return found
+
+
+def test_a_worse_candidate_shows_its_own_figures_beside_the_baselines_and_is_not_blessed(second_run, workspace):
+    """An untrained candidate against the blessed first model, with a no-regression gate:
+    the summary, the report and MLflow show the candidate's RMSE (not the baseline's), the
+    baseline's next to it, and NOT BLESSED."""
+    import mlflow
+
+    from pipelines import tracking
+
+    untrained = {"learning_rate": 1e-9, "calibrate_offsets": False}
+    worse = dataclasses.replace(
+        SMOKE, keypoints=dataclasses.replace(SMOKE.keypoints, **untrained),
+        emotion=dataclasses.replace(SMOKE.emotion, learning_rate=1e-9),
+        thresholds=dataclasses.replace(SMOKE.thresholds, keypoints_rmse_change_px=0.0))
+    before = _versions(workspace["repo"], "keypoints")
+    result = local_runner.run(worse, workspace["root"], workspace["repo"], workspace["data"])
+    kp = result.summary.branches["keypoints"]
+    tfma_values = _tfma_by_model(result, "keypoints")
+    candidate, baseline = tfma_values["candidate"]["rmse_px"], tfma_values["baseline"]["rmse_px"]
+    assert candidate > baseline + 0.5, "precondition: the untrained candidate is clearly worse"
+    assert kp.metrics["rmse_px"] == pytest.approx(candidate)
+    assert kp.evaluation.baseline["rmse_px"] == pytest.approx(baseline)
+    assert kp.evaluation.change["rmse_px"] == pytest.approx(candidate - baseline, abs=1e-4)
+    assert kp.evaluation.baseline_version == before[-1]
+    assert kp.blessed is False and not kp.pushed and _versions(workspace["repo"], "keypoints") == before
+    gate = next(g for g in kp.evaluation.gates if g.metric == "rmse_px")
+    assert not gate.passed and gate.change_rule.startswith("change <= 0")
+    em_values = _tfma_by_model(result, "emotion")
+    assert result.summary.branches["emotion"].metrics["accuracy"] == pytest.approx(em_values["candidate"]["accuracy"])
+    assert result.summary.branches["emotion"].evaluation.baseline["accuracy"] == pytest.approx(
+        em_values["baseline"]["accuracy"])
+
+    text = local_runner.format_summary(result)
+    kp_text = text[text.index("  keypoints:"):text.index("  emotion:")]
+    row = next(line.split() for line in kp_text.splitlines() if line.strip().startswith("rmse_px"))
+    assert row[1:4] == [f"{candidate:.4g}", f"{baseline:.4g}", f"{candidate - baseline:+.4g}"], row
+    assert "NOT BLESSED" in kp_text and f"baseline: version {before[-1]}" in kp_text
+
+    page = result.report_path.read_text()
+    assert f"<td>{candidate:.4g}</td><td>{baseline:.4g}</td><td>{candidate - baseline:+.4g}</td>" in page
+    assert "NOT BLESSED" in page
+
+    mlflow.set_tracking_uri(tracking.tracking_uri(workspace["root"]))
+    child = mlflow.MlflowClient().search_runs(
+        [mlflow.get_experiment_by_name("emotion-ai").experiment_id],
+        f"tags.mlflow.parentRunId = '{result.mlflow_run_id}' and tags.mlflow.runName = 'keypoints'")[0]
+    assert child.data.metrics["tfma_rmse_px"] == pytest.approx(candidate)
+    assert child.data.metrics["tfma_baseline_rmse_px"] == pytest.approx(baseline)
+
+
+def test_the_trainer_never_reads_the_test_split(first_run):
+    """The Transform materializes train and eval only, so the Trainer has no test examples
+    to read; the Evaluator scored the test split of the same ExampleGen output."""
+    from pathlib import Path
+
+    for name in ("keypoints", "emotion"):
+        transform = first_run.summary.component(f"Transform_{name}")
+        transformed = transform.outputs["transformed_examples"][0]
+        assert sorted(p.name for p in Path(transformed.uri).iterdir()) == ["Split-eval", "Split-train"]
+        examples = first_run.summary.component(f"CsvExampleGen_{name}").outputs["examples"][0]
+        assert sorted(p.name for p in Path(examples.uri).iterdir()) == ["Split-eval", "Split-test", "Split-train"]
+
+
+def test_a_smoke_run_cannot_change_the_full_profiles_repository(second_run, workspace, tmp_path):
+    """By default each non-production profile pushes to a repository of its own; pointed at
+    a repository the full profile owns, its Pusher refuses and nothing there changes."""
+    import json
+
+    full = config.PROFILES["full"]
+    assert config.model_repo_for(full) == config.MODEL_REPO
+    assert config.model_repo_for(SMOKE) != config.MODEL_REPO
+    assert config.model_repo_for(SMOKE).parent == config.MODEL_REPO.parent
+    production = tmp_path / "production_repo"
+    shutil.copytree(workspace["repo"], production)
+    (production / config.REPOSITORY_OWNER_FILE).write_text(json.dumps({"profile": "full"}))
+    before = {p.relative_to(production): p.stat().st_mtime for p in production.rglob("*")}
+    # New weights (one more epoch), so there would be something to push.
+    other = dataclasses.replace(SMOKE, keypoints=dataclasses.replace(SMOKE.keypoints, epochs=2))
+    result = local_runner.run(other, workspace["root"], production, workspace["data"])
+    kp = result.summary.branches["keypoints"]
+    assert kp.blessed is True and not kp.pushed
+    assert "belongs to profile 'full'" in kp.push_refused
+    assert "belongs to profile 'full'" in local_runner.format_summary(result)
+    assert {p.relative_to(production): p.stat().st_mtime for p in production.rglob("*")} == before

@@ -206,6 +206,84 @@ def test_version_switch_under_concurrent_requests_drops_nothing(server, repo, fa
     assert requests.get(f"{server}/v1/models/emotion/versions/{old}").status_code == 404  # latest-1 policy
 
 
+def _served_version(server, model):
+    return requests.get(f"{server}/v1/models/{model}").json()["model_version_status"][0]["version"]
+
+
+def _wait_for_version(server, model, version, seconds=30):
+    deadline = time.time() + seconds
+    while _served_version(server, model) != str(version):
+        assert time.time() < deadline, f"{model} version {version} never served (serving {_served_version(server, model)})"
+        time.sleep(0.1)
+
+
+def test_rollback_pins_a_version_that_serve_and_later_pushes_honour(server, repo, tmp_path):
+    """`emotion-ai rollback` pins the version before the served one in models.config (TF
+    Serving's specific policy); the running server switches to it, a later push neither
+    unpins nor prunes it, and `--latest` returns to the newest."""
+    from components.repository_pusher import push_atomically
+    from serving import repository_config
+
+    versions = repository_config.version_dirs(repo / "emotion")
+    assert len(versions) >= 2, "precondition: the switch test pushed a second version"
+    newest, previous = versions[-1], versions[-2]
+    _wait_for_version(server, "emotion", newest)
+    result = CliRunner().invoke(main, ["rollback", "emotion", "--model-repo", str(repo)])
+    assert result.exit_code == 0, result.output
+    assert f"pinned to version {previous}" in result.output
+    assert repository_config.read_pins(repo) == {"emotion": previous}
+    assert "specific" in (repo / "models.config").read_text()
+    _wait_for_version(server, "emotion", previous)
+    assert _served_version(server, "keypoints") == str(latest_version(repo, "keypoints")[0])  # others untouched
+
+    # A push while pinned: the new version lands, the pin and the pinned version stay.
+    pushed, was_pushed = push_atomically(repo / "emotion" / str(newest), repo / "emotion", keep_versions=1)
+    assert not was_pushed  # identical to the newest: nothing to push
+    fresh = tmp_path / "fresh_model"
+    shutil.copytree(repo / "emotion" / str(newest), fresh)
+    (fresh / "assets.extra").mkdir(exist_ok=True)
+    (fresh / "assets.extra" / "marker").write_text("a different model")
+    pushed, was_pushed = push_atomically(fresh, repo / "emotion", keep_versions=1)
+    assert was_pushed and repository_config.read_pins(repo) == {"emotion": previous}
+    assert previous in repository_config.version_dirs(repo / "emotion"), "the pinned version is never pruned"
+    time.sleep(0.6)  # three polls
+    assert _served_version(server, "emotion") == str(previous)
+
+    bad = CliRunner().invoke(main, ["rollback", "emotion", "--to", "12345", "--model-repo", str(repo)])
+    assert bad.exit_code == 1 and "has no version 12345" in bad.output
+    back = CliRunner().invoke(main, ["rollback", "emotion", "--latest", "--model-repo", str(repo)])
+    assert back.exit_code == 0 and repository_config.read_pins(repo) == {}
+    _wait_for_version(server, "emotion", pushed)
+
+
+def test_prometheus_metrics_count_requests_by_model_version_and_status(server, repo, faces):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape() -> dict:
+        text = requests.get(f"{server}/monitoring/prometheus/metrics").text
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
+    version = _served_version(server, "keypoints")
+    ok_key = (":tensorflow:serving:request_count_total",
+              (("API", "predict"), ("model_name", "keypoints"), ("status", "200"), ("version", version)))
+    bad_key = (":tensorflow:serving:request_count_total",
+               (("API", "predict"), ("model_name", "keypoints"), ("status", "400"), ("version", version)))
+    before = scrape()
+    for _ in range(3):
+        assert requests.post(f"{server}/v1/models/keypoints:predict",
+                             json={"instances": [_b64(faces[0])]}).status_code == 200
+    assert requests.post(f"{server}/v1/models/keypoints:predict", json={"instances": [1]}).status_code == 400
+    after = scrape()
+    assert after[ok_key] - before.get(ok_key, 0) == 3
+    assert after[bad_key] - before.get(bad_key, 0) == 1
+    count_key = (":tensorflow:serving:request_latency_seconds_count", (("API", "predict"), ("model_name", "keypoints")))
+    assert after[count_key] - before.get(count_key, 0) == 4
+    loaded = {dict(labels)["model_name"]: dict(labels)["version"] for (name, labels), value in after.items()
+              if name == ":tensorflow:serving:model_version_loaded" and value == 1}
+    assert loaded == {"keypoints": version, "emotion": _served_version(server, "emotion")}
+
+
 def _photo(tmp_path):
     photo, boxes = generator.render_group_photo()
     path = tmp_path / "two_faces.png"
