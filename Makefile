@@ -8,31 +8,32 @@ UV        := $(VENV)/bin/uv
 UV_VERSION := 0.13.8
 PROFILE   ?= full
 PYTEST_ARGS ?=
-# ml-metadata / tensorflow-data-validation 1.21 exist only as manylinux_2_39 wheels; they
-# are installed for that platform tag everywhere and patched where glibc is older
-# (tools/glibc_compat.py, a no-op on glibc >= 2.38).
+# `make lock` resolves for manylinux_2_39: ml-metadata / tensorflow-data-validation 1.21 exist
+# only as such wheels. tools/install_pinned.sh installs those two for that tag, everything else
+# for the host, and tools/glibc_compat.py patches the two where glibc is older.
 PLATFORM  := $(shell uname -m)-manylinux_2_39
 
 # A Python 3.11: on PATH, else pyenv's, else Debian's. (Debian 13's python3 is 3.13.)
 PYTHON311 ?= $(shell for p in python3.11 $$HOME/.pyenv/versions/3.11*/bin/python3.11 /usr/local/bin/python3.11 /usr/bin/python3.11; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys, venv, ensurepip; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null && { command -v $$p; break; }; done)
 
-.PHONY: help setup run test browser lock clean distclean
+.PHONY: help setup run test lint browser lock clean distclean
 
 help:
 	@echo "make run    set up .venv and run the whole pipeline (PROFILE=$(PROFILE)) on data/ (sample data generated if empty)"
 	@echo "make test   set up .venv and run the test suite"
+	@echo "make lint   ruff (configured in pyproject.toml)"
 	@echo "make lock   re-resolve constraints.txt from requirements.in"
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: constraints.txt requirements.in setup.py tools/glibc_compat.py tools/glibc_shim.cc
+$(VENV)/.installed: constraints.txt requirements.in setup.py tools/install_pinned.sh tools/glibc_compat.py tools/glibc_shim.cc
 	@if [ -z "$(PYTHON311)" ]; then echo "error: no Python 3.11 found (install python3.11 or set PYTHON311=/path/to/python3.11)" >&2; exit 1; fi
 	@start=$$(date +%s); \
 	set -e; \
 	if [ ! -x $(PY) ]; then echo "creating $(VENV) with $(PYTHON311)"; $(PYTHON311) -m venv $(VENV); fi; \
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); \
-	$(UV) pip install --python $(PY) --python-platform $(PLATFORM) -r requirements.in -c constraints.txt; \
+	tools/install_pinned.sh $(UV) --python $(PY); \
 	$(UV) pip install --python $(PY) --no-deps -e .; \
 	$(PY) tools/glibc_compat.py; \
 	echo "setup: $$(( $$(date +%s) - start )) s, $(VENV) is $$(du -sh $(VENV) | cut -f1)"
@@ -44,6 +45,9 @@ run: setup
 test: setup browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+lint: setup
+	$(VENV)/bin/ruff check .
+
 # The report test renders the HTML report in headless Chromium (Debian's package).
 browser:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
@@ -53,7 +57,7 @@ browser:
 	  else echo "warning: chromium is missing and cannot be installed here (not root / no apt-get); the report test will fail and say so" >&2; fi; }
 
 lock:
-	$(UV) pip compile requirements.in --python-version 3.11 --python-platform x86_64-manylinux_2_39 -o constraints.txt
+	$(UV) pip compile requirements.in --python-version 3.11 --python-platform $(PLATFORM) -o constraints.txt
 
 clean:
 	rm -rf pipeline_output serving/model_repository .pytest_cache

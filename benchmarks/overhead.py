@@ -29,10 +29,14 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import plain_keras  # noqa: E402
 import results_io  # noqa: E402
+
 from pipelines import config  # noqa: E402
 
 GOAL = 1.3
 
+
+_OTHER_COMPONENTS = ("StatisticsGen", "SchemaGen", "ExampleValidator", "Evaluator", "Pusher",
+                     "LatestBlessedModelResolver")
 
 def _split(csv: Path, out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
     """A random train/eval split in the ``full`` profile's proportions (as CsvExampleGen's)."""
@@ -84,11 +88,13 @@ def main(argv=None) -> int:
     for kind in csvs:
         trainer = components[f"Trainer_{kind}"]
         per_epoch_plain = plain[kind]["seconds_per_epoch"]
-        projection[kind] = {"plain_fixed_s": round(plain[kind]["load_seconds"], 1), "plain_per_epoch_s": per_epoch_plain,
+        projection[kind] = {"plain_fixed_s": round(plain[kind]["load_seconds"], 1),
+                            "plain_per_epoch_s": per_epoch_plain,
                             "pipeline_trainer_s": trainer, "full_epochs": getattr(full, kind).epochs}
     non_trainer = pipeline_seconds - sum(components[f"Trainer_{k}"] for k in csvs)
     plain_fixed = sum(p["plain_fixed_s"] for p in projection.values())
-    pipe_fixed = non_trainer + sum(components[f"Trainer_{k}"] - args.epochs * plain[k]["seconds_per_epoch"] for k in csvs)
+    pipe_fixed = non_trainer + sum(components[f"Trainer_{k}"] - args.epochs * plain[k]["seconds_per_epoch"]
+                                   for k in csvs)
     full_plain = plain_fixed + sum(p["plain_per_epoch_s"] * p["full_epochs"] for p in projection.values())
     full_pipe = pipe_fixed + sum(p["plain_per_epoch_s"] * p["full_epochs"] for p in projection.values())
 
@@ -125,7 +131,7 @@ def markdown(r: dict) -> str:
         lines.append(f"| {kind}: training ({p['epochs']} epochs, {p['seconds_per_epoch']} s/epoch plain) | "
                      f"{p['fit_seconds']} | {comps.get(f'Trainer_{kind}', 0)} (Trainer, incl. reading and export) |")
         lines.append(f"| {kind}: statistics, schema, validation, evaluation, push | - | "
-                     f"{sum(comps.get(f'{c}_{kind}', 0) for c in ('StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Evaluator', 'Pusher', 'LatestBlessedModelResolver')):.1f} |")
+                     f"{sum(comps.get(f'{c}_{kind}', 0) for c in _OTHER_COMPONENTS):.1f} |")
     proj = r["projection_to_full_epochs"]
     lines += ["", f"**Ratio pipeline/plain: {r['ratio']:.2f}** at {r['epochs']} epochs (goal <= {r['goal']}). "
               f"Projected to the `full` profile's epochs: plain {proj['plain_seconds']} s, pipeline "

@@ -23,12 +23,13 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components import emotion, keypoints  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS first)
+from pipelines import config  # noqa: E402
+
+config.set_runtime_environment()  # before TensorFlow: the trainers need the legacy Keras
 from components.common import image  # noqa: E402
 from components.emotion import trainer as emotion_trainer  # noqa: E402
 from components.keypoints import trainer as keypoint_trainer  # noqa: E402
 from components.keypoints.transform import normalize_coordinates  # noqa: E402
-from pipelines import config  # noqa: E402
 
 
 def _pixels(strings) -> np.ndarray:
@@ -87,7 +88,8 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="full", choices=sorted(config.PROFILES))
     parser.add_argument("--epochs", type=int, help="override the profile's epochs")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a ModelParams field (Python literal or bare string), e.g. --param head=soft_argmax, "
+                        help="override a ModelParams field (Python literal or bare string), "
+                             "e.g. --param head=soft_argmax, "
                              "--param augmentation.max_shift=0.1, --param augmentation=None")
     args = parser.parse_args(argv)
     params = getattr(config.PROFILES[args.profile], args.kind)

@@ -24,7 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import results_io  # noqa: E402
+
 from pipelines import config  # noqa: E402
+
+config.set_runtime_environment()  # before the pipeline imports TensorFlow
 
 VAL_FRACTION = 0.15
 NEAR_DUPLICATE_MAD = 4.0

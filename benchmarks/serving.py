@@ -27,10 +27,12 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components import emotion  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-from data import generator  # noqa: E402
 import results_io  # noqa: E402
+
 from pipelines import config  # noqa: E402
+
+config.set_runtime_environment()
+from data import generator  # noqa: E402
 from serving.local_model import ServedModel  # noqa: E402
 
 TARGET_P99_MS = 30.0
@@ -125,19 +127,21 @@ def main(argv=None) -> int:
             model = ServedModel(args.model_repo, model_name)
             for n in (1, 32):
                 row = {"model": model_name, "version": model.version, "batch": n}
-                row["in_process"] = _stats(*_timed(lambda: model.predict_images(images[:n]), args.seconds), n)
+                row["in_process"] = _stats(*_timed(lambda model=model, n=n: model.predict_images(images[:n]),
+                                                   args.seconds), n)
                 session = requests.Session()
                 endpoint = f"{url}/v1/models/{model_name}:predict"
 
-                def rest(session=session, body=bodies[n]):
+                def rest(session=session, body=bodies[n], endpoint=endpoint):
                     r = session.post(endpoint, data=body, headers={"Content-Type": "application/json"})
                     r.raise_for_status()
 
                 row["rest"] = _stats(*_timed(rest, args.seconds), n)
 
-                def make_client(body=bodies[n]):
+                def make_client(body=bodies[n], endpoint=endpoint):
                     s = requests.Session()
-                    return lambda: s.post(endpoint, data=body, headers={"Content-Type": "application/json"}).raise_for_status()
+                    headers = {"Content-Type": "application/json"}
+                    return lambda: s.post(endpoint, data=body, headers=headers).raise_for_status()
 
                 row["rest_concurrent"] = _stats(*_concurrent(make_client, args.seconds, CONCURRENT_CLIENTS), n)
                 row["rest_p99_over_in_process_p99"] = round(row["rest"]["p99_ms"] / row["in_process"]["p99_ms"], 2)

@@ -27,9 +27,9 @@ from pathlib import Path
 
 from absl import logging
 from tfx.components.pusher import executor as tfx_pusher
+from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import json_utils, proto_utils
-from tfx.proto import pusher_pb2
 
 from pipelines import config
 from serving import repository_config

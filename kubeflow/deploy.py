@@ -67,7 +67,7 @@ def deploy(spec: Path, host: str, cron: str, *, pipeline_name: str = config.PIPE
         import kfp  # after the checks: importing it takes seconds
 
         client = kfp.Client(host=host, namespace=namespace or "kubeflow")
-    version_name = version_name or f"{pipeline_name}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
+    version_name = version_name or f"{pipeline_name}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
     job_name = job_name or f"{pipeline_name}-scheduled"
 
     pipeline_id = client.get_pipeline_id(pipeline_name)

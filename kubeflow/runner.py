@@ -6,8 +6,8 @@ repository URIs and Beam arguments as parameters of the compilation.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as v2
 

@@ -17,6 +17,7 @@ def _profile(name: str) -> config.Profile:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Emotion AI Pipeline: facial key points and expressions, trained, gated and served with TFX."""
+    config.set_runtime_environment()  # every command imports TensorFlow after this, if at all
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
@@ -126,7 +127,8 @@ def report(run_id, pipeline_root, out) -> None:
 
 @main.command()
 @click.option("--cron", required=True, help='Cron expression, e.g. "0 3 * * *" (a 6th field is seconds).')
-@click.option("--profile", type=click.Choice(sorted(config.PROFILES)), default=config.DEFAULT_PROFILE, show_default=True)
+@click.option("--profile", type=click.Choice(sorted(config.PROFILES)), default=config.DEFAULT_PROFILE,
+              show_default=True)
 @click.option("--data-dir", type=click.Path(path_type=Path), default=config.DATA_DIR, show_default=True)
 @click.option("--pipeline-root", type=click.Path(path_type=Path), default=config.PIPELINE_ROOT, show_default=True)
 @click.option("--model-repo", type=click.Path(path_type=Path), default=None, help=_MODEL_REPO_HELP)
@@ -263,10 +265,13 @@ def predict(inputs, server, model_repo, out) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("kubeflow/emotion-ai-pipeline.json"),
               show_default=True)
 @click.option("--image", default=None, help="Container image holding this project (see kubeflow/).")
-@click.option("--pipeline-root", required=True, help="e.g. gs://bucket/emotion-ai or s3://... (staged CSVs under staged/)")
+@click.option("--pipeline-root", required=True,
+              help="e.g. gs://bucket/emotion-ai or s3://... (staged CSVs under staged/)")
 @click.option("--model-repo", default=None, help="Default: <pipeline root>/model_repository")
-@click.option("--profile", type=click.Choice(sorted(config.PROFILES)), default=config.DEFAULT_PROFILE, show_default=True)
-@click.option("--beam-arg", "beam_args", multiple=True, help="Beam pipeline argument (repeatable), e.g. --runner=DataflowRunner")
+@click.option("--profile", type=click.Choice(sorted(config.PROFILES)), default=config.DEFAULT_PROFILE,
+              show_default=True)
+@click.option("--beam-arg", "beam_args", multiple=True,
+              help="Beam pipeline argument (repeatable), e.g. --runner=DataflowRunner")
 def compile_kubeflow(out, image, pipeline_root, model_repo, profile, beam_args) -> None:
     """Compile the same pipeline into a Kubeflow Pipelines v2 spec."""
     from kubeflow import runner
@@ -280,8 +285,10 @@ def compile_kubeflow(out, image, pipeline_root, model_repo, profile, beam_args) 
 @main.command("deploy-kubeflow")
 @click.option("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8080 (kubectl port-forward "
               "svc/ml-pipeline-ui 8080:80 -n kubeflow) or https://HOST/pipeline")
-@click.option("--cron", required=True, help='Same syntax as `schedule`, e.g. "0 3 * * *" (sent to KFP with seconds first)')
-@click.option("--spec", type=click.Path(path_type=Path), default=Path("kubeflow/emotion-ai-pipeline.json"), show_default=True)
+@click.option("--cron", required=True,
+              help='Same syntax as `schedule`, e.g. "0 3 * * *" (sent to KFP with seconds first)')
+@click.option("--spec", type=click.Path(path_type=Path), default=Path("kubeflow/emotion-ai-pipeline.json"),
+              show_default=True)
 @click.option("--experiment", default=config.PIPELINE_NAME, show_default=True)
 @click.option("--namespace", default=None, help="Kubeflow profile namespace (multi-user installs)")
 def deploy_kubeflow(host, cron, spec, experiment, namespace) -> None:

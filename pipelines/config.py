@@ -11,6 +11,19 @@ import json
 import os
 from pathlib import Path
 
+# --- process environment ----------------------------------------------------------------
+# Set by each entry point (the CLI, the tests' conftest, the benchmarks; the image's ENV)
+# before TensorFlow is first imported, never by importing a module. TFX 1.21 Trainers save
+# with tf.keras, which must be the legacy Keras 2 (tf-keras): with Keras 3 saving fails.
+RUNTIME_ENVIRONMENT = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "1"}
+
+
+def set_runtime_environment() -> None:
+    """Apply ``RUNTIME_ENVIRONMENT`` where the process has not set a value of its own."""
+    for name, value in RUNTIME_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+
+
 # --- identity -------------------------------------------------------------------------
 PIPELINE_NAME = "emotion-ai"  # Kubeflow V2 names must match [a-z0-9][a-z0-9-]*
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -224,19 +237,17 @@ PROFILES = {
         name="full",
         sample_keypoint_rows=2000,
         sample_emotion_rows=3000,
-        # Key points: integral regression (a heatmap per point, soft-argmax) with GroupNorm.
-        # plain-Keras, 30 epochs, unseen people: pooled dense head 2.06-2.20 px, soft-argmax
-        # 1.76 px (1.70 by epoch 11); GroupNorm + decay 0.05 ended stable at 1.72 after 20.
-        # Offset calibration: 1.70 -> 1.49 px through the whole pipeline (21f7f5a).
+        # Key points: integral regression (a heatmap per point, soft-argmax), which beat a pooled
+        # dense head on unseen people; GroupNorm so evaluation computes what training did; the
+        # offset calibration removes the bias flip augmentation teaches (README, "The models";
+        # the measurements are in benchmarks/results/ and the commit messages).
         keypoints=ModelParams(stage_filters=(32, 64, 128, 256), blocks_per_stage=2, epochs=80,
                               batch_size=32, learning_rate=1e-3, dropout=0.1, stem_stride=2, stem_pool=True,
                               head="soft_argmax", norm="group", warmup_epochs=3, weight_decay=0.05,
                               calibrate_offsets=True),
-        # 40 epochs without decay overfitted (train accuracy 0.90, eval 0.755, best epoch 29):
-        # AdamW's decay is scaled by the learning rate, so 1e-4 was no regularization at all;
-        # decay 0.05 and random erasing, 45 epochs: 0.796 vs 0.788 accuracy on unseen images
-        # (4934f65); 50 epochs measured 0.793 with the best eval epoch at 42 (ae881a6).
-        # Served over 18 views (flip x +-3 px shifts): 0.806 from the same weights, 0.801 at 21f7f5a.
+        # Expressions overfit without regularization: AdamW's decay is scaled by the learning
+        # rate (1e-4 is none at all), hence decay 0.05, random erasing and label smoothing; more
+        # than 45 epochs did not help. Served over 18 views (flip x +-3 px shifts).
         emotion=ModelParams(stage_filters=(32, 64, 128, 256), blocks_per_stage=2, epochs=45,
                             batch_size=64, learning_rate=2e-3, dropout=0.3, stem_pool=True,
                             warmup_epochs=2, label_smoothing=0.1, weight_decay=0.05,
@@ -266,11 +277,15 @@ def model_repo_for(profile: Profile) -> Path:
 BEAM_PIPELINE_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1")
 
 
-def code_fingerprint() -> str:
+def code_fingerprint(branch: str | None = None) -> str:
     """Hash of the component code, passed to Transform/Trainer so that editing a model or
-    a preprocessing function invalidates the TFX cache (module paths alone would not)."""
+    a preprocessing function invalidates the TFX cache (module paths alone would not). With
+    ``branch``, only the code that branch's modules use (its own package and ``common``), so
+    editing the expression model does not retrain the key-point model."""
+    components = PROJECT_ROOT / "components"
+    folders = [components / "common", components / branch] if branch else [components]
     digest = hashlib.sha256()
-    for path in sorted((PROJECT_ROOT / "components").rglob("*.py")):
+    for path in sorted(p for folder in folders for p in folder.rglob("*.py")):
         digest.update(str(path.relative_to(PROJECT_ROOT)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

@@ -16,11 +16,14 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, TextIO
+from typing import TextIO
 
 LOG_DIR = "logs"  # under the pipeline root
 _NODE = re.compile(r"node (\S+) is (running|finished)\.")
+_EPOCH = re.compile(r"epoch (\d+)/(\d+) done in")  # components/common/training.EpochTimer
+EPOCH_LINES = 5  # progress lines per training, besides its start and end
 
 
 def log_path(pipeline_root: Path) -> Path:
@@ -64,7 +67,8 @@ def _clock(seconds: float) -> str:
 
 class ComponentProgress(logging.Handler):
     """A logging handler (on the ``absl`` logger) writing one line when a component starts
-    and one when it finishes: ``[i/n] name ... elapsed, ETA``."""
+    and one when it finishes: ``[i/n] name ... elapsed, ETA``; a Trainer also every fifth of
+    its epochs, its remaining time then extrapolated from its epochs so far."""
 
     def __init__(self, total: int, expected_seconds: dict[str, float], write: Callable[[str], None],
                  clock: Callable[[], float] = time.monotonic):
@@ -73,6 +77,7 @@ class ComponentProgress(logging.Handler):
         self.start = clock()
         self.running: dict[str, float] = {}
         self.finished: list[str] = []
+        self.epochs: dict[str, tuple[int, int]] = {}  # running Trainer -> (epochs done, of)
 
     def eta(self) -> float | None:
         """Seconds left: the expected time of every component not finished yet (the part a
@@ -84,11 +89,23 @@ class ComponentProgress(logging.Handler):
         for node, seconds in self.expected.items():
             if node in self.finished:
                 continue
-            left += max(seconds - (now - self.running[node]), 0.0) if node in self.running else seconds
+            if node in self.epochs and self.epochs[node][0]:
+                done, total = self.epochs[node]
+                spent = now - self.running[node]
+                left += spent / done * (total - done)
+            elif node in self.running:
+                left += max(seconds - (now - self.running[node]), 0.0)
+            else:
+                left += seconds
         return left
 
     def emit(self, record: logging.LogRecord) -> None:
-        match = _NODE.search(record.getMessage())
+        message = record.getMessage()
+        epoch = _EPOCH.search(message)
+        if epoch:
+            self._epoch(int(epoch.group(1)), int(epoch.group(2)))
+            return
+        match = _NODE.search(message)
         if not match:
             return
         node, what = match.groups()
@@ -99,12 +116,25 @@ class ComponentProgress(logging.Handler):
             line = f"[{index}/{self.total}] {node} running"
         else:
             took = now - self.running.pop(node, now)
+            self.epochs.pop(node, None)
             self.finished.append(node)
             line = f"[{len(self.finished)}/{self.total}] {node} done in {took:.1f} s"
+        self.write(line + self._times(now))
+
+    def _times(self, now: float) -> str:
         eta = self.eta()
-        line += f" (elapsed {_clock(now - self.start)}, " + (
+        return f" (elapsed {_clock(now - self.start)}, " + (
             f"ETA {_clock(eta)})" if eta is not None else "no ETA: no earlier run)")
-        self.write(line)
+
+    def _epoch(self, done: int, total: int) -> None:
+        trainers = [n for n in self.running if n.startswith("Trainer")]
+        if len(trainers) != 1 or total <= 0:
+            return  # which Trainer it came from is unknown
+        node = trainers[0]
+        self.epochs[node] = (done, total)
+        step = max(1, total // EPOCH_LINES)
+        if done % step == 0 and done < total:
+            self.write(f"      {node} epoch {done}/{total}" + self._times(self.clock()))
 
 
 def expected_seconds(pipeline_root: Path, max_runs: int = 20) -> dict[str, float]:

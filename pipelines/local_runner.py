@@ -8,8 +8,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from absl import logging as absl_logging
 from tfx import v1 as tfx
@@ -224,7 +224,8 @@ def format_summary(result: RunResult) -> str:
                      + (f" ({st.rejected_path})" if st.rejected_path else ""))
         if b.split_counts:
             lines.append("    splits: " + ", ".join(f"{k} {v}" for k, v in b.split_counts.items())
-                         + f" (the Trainer reads {config.TRAIN_SPLIT} and {config.EVAL_SPLIT}; the gate {config.TEST_SPLIT})")
+                         + f" (the Trainer reads {config.TRAIN_SPLIT} and {config.EVAL_SPLIT}; "
+                         f"the gate {config.TEST_SPLIT})")
         n_anomalies = sum(len(v) for v in b.anomalies.values())
         lines.append(f"    data validation: {n_anomalies} anomal{'y' if n_anomalies == 1 else 'ies'}"
                      + "".join(f"\n      [{split}] {a}" for split, items in b.anomalies.items() for a in items))

@@ -10,7 +10,7 @@ function.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2
@@ -27,15 +27,16 @@ _MODULES = {
 }
 
 
+def _model_spec(label_key: str, prediction_key: str) -> tfma.ModelSpec:
+    """Raw tf.Examples through ``serving_examples``; labels from the Transform graph."""
+    return tfma.ModelSpec(signature_name="serving_examples", preprocessing_function_names=["transform_features"],
+                          label_key=label_key, prediction_key=prediction_key)
+
+
 def keypoints_eval_config(thresholds: config.Thresholds) -> tfma.EvalConfig:
     """Gate: RMSE in pixels over known key points, absolute bound and no regression."""
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(
-            signature_name="serving_examples",
-            preprocessing_function_names=["transform_features"],
-            label_key=config.KEYPOINTS_PIXELS,
-            prediction_key=config.KEYPOINTS_OUTPUT,
-        )],
+        model_specs=[_model_spec(config.KEYPOINTS_PIXELS, config.KEYPOINTS_OUTPUT)],
         slicing_specs=[tfma.SlicingSpec()],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(
@@ -70,12 +71,7 @@ def emotion_eval_config(thresholds: config.Thresholds) -> tfma.EvalConfig:
     regression against the baseline. Slicing by the true class reports per-class recall
     (accuracy within a true-class slice is that class's recall)."""
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(
-            signature_name="serving_examples",
-            preprocessing_function_names=["transform_features"],
-            label_key=config.EMOTION_LABEL,
-            prediction_key=config.EMOTION_OUTPUT,
-        )],
+        model_specs=[_model_spec(config.EMOTION_LABEL, config.EMOTION_OUTPUT)],
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[config.EMOTION_LABEL_COLUMN])],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(
@@ -95,8 +91,9 @@ _EVAL_CONFIGS = {"keypoints": keypoints_eval_config, "emotion": emotion_eval_con
 
 
 def _branch(branch: config.Branch, input_base: str, profile: config.Profile, model_repo: str,
-            code_version: str, allow_other_profile: bool) -> list:
+            allow_other_profile: bool) -> list:
     """The nine components of one model branch."""
+    code_version = config.code_fingerprint(branch.name)
     cid = branch.component_id
     params = getattr(profile, branch.name)
     example_gen = tfx.components.CsvExampleGen(
@@ -176,9 +173,8 @@ def create_pipeline(
 ) -> tfx.dsl.Pipeline:
     """Both branches in one pipeline. Inputs are folders of staged CSVs (or URIs).
     ``allow_other_profile`` lets the Pushers write into a repository another profile owns."""
-    code_version = config.code_fingerprint()
     components = [c for branch, input_base in ((config.KEYPOINTS, keypoints_input), (config.EMOTION, emotion_input))
-                  for c in _branch(branch, input_base, profile, model_repo, code_version, allow_other_profile)]
+                  for c in _branch(branch, input_base, profile, model_repo, allow_other_profile)]
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,

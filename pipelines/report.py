@@ -15,14 +15,11 @@ import html
 import io
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry to set up
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from pipelines import config, run_summary  # noqa: E402
-from pipelines.evaluate import emotion_metrics, keypoint_metrics  # noqa: E402
+from pipelines import config, run_summary
+from pipelines.evaluate import emotion_metrics, keypoint_metrics
 
 MAX_EVAL_EXAMPLES = 512
 GRID = 12
@@ -68,7 +65,6 @@ def _predict(model_uri: str, examples: list[dict], feature: str) -> dict[str, np
 def _png(fig) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -84,7 +80,8 @@ def _image(pixels: bytes | str, size: int) -> np.ndarray:
 def _face_grid(images, titles, points_true=None, points_pred=None, cols=6, colors=None) -> str:
     n = len(images)
     rows = max(1, (n + cols - 1) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.7, rows * 1.9))
+    fig = Figure(figsize=(cols * 1.7, rows * 1.9))
+    axes = fig.subplots(rows, cols)
     for i, ax in enumerate(np.atleast_1d(axes).ravel()):
         ax.axis("off")
         if i >= n:
@@ -106,7 +103,8 @@ def _face_grid(images, titles, points_true=None, points_pred=None, cols=6, color
 
 
 def _confusion_plot(cm: np.ndarray) -> str:
-    fig, ax = plt.subplots(figsize=(4.6, 3.9))
+    fig = Figure(figsize=(4.6, 3.9))
+    ax = fig.subplots()
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     labels = config.EMOTION_CLASSES
@@ -124,7 +122,8 @@ def _confusion_plot(cm: np.ndarray) -> str:
 
 
 def _bars(names, series: dict[str, list[float]], title: str, ylabel: str, horizontal=False, limit=None) -> str:
-    fig, ax = plt.subplots(figsize=(6.4, 3.2 if not horizontal else 4.4))
+    fig = Figure(figsize=(6.4, 3.2 if not horizontal else 4.4))
+    ax = fig.subplots()
     idx = np.arange(len(names))
     width = 0.8 / len(series)
     for k, (label, values) in enumerate(series.items()):
@@ -176,12 +175,16 @@ def _evaluated_on(e) -> str:
     return f"the {e.split} split ({_fmt(n)} examples, never seen by the Trainer)"
 
 
-def _emotion_section(b, examples) -> str:
-    parts = ["<h2>Expressions</h2>"]
+def _section(title: str, b, examples, pixel_column: str, body) -> str:
+    """``<h2>title</h2>`` and ``body(evaluation, examples, candidate outputs)``, or a note
+    that this run evaluated no model."""
     if not b.model_uri or not examples or b.evaluation is None:
-        return parts[0] + "<p>No evaluated model in this run.</p>"
-    e = b.evaluation
-    out = _predict(b.model_uri, examples, config.EMOTION_PIXELS_COLUMN)
+        return f"<h2>{title}</h2><p>No evaluated model in this run.</p>"
+    return f"<h2>{title}</h2>" + body(b.evaluation, examples, _predict(b.model_uri, examples, pixel_column))
+
+
+def _emotion_body(e, examples, out) -> str:
+    parts = []
     truth = np.array([int(x[config.EMOTION_LABEL_COLUMN]) for x in examples])
     pred = out[config.EMOTION_OUTPUT].argmax(-1)
     m = emotion_metrics(truth, pred)
@@ -208,18 +211,15 @@ def _emotion_section(b, examples) -> str:
     return "\n".join(parts)
 
 
-def _keypoints_section(b, examples) -> str:
-    parts = ["<h2>Key points</h2>"]
-    if not b.model_uri or not examples or b.evaluation is None:
-        return parts[0] + "<p>No evaluated model in this run.</p>"
-    e = b.evaluation
-    out = _predict(b.model_uri, examples, config.KEYPOINT_IMAGE_COLUMN)
+def _keypoints_body(e, examples, out) -> str:
+    parts = []
     pred = out[config.KEYPOINTS_OUTPUT]
     truth = np.array([[float(x[c]) for c in config.KEYPOINT_COLUMNS] for x in examples])
     m = keypoint_metrics(truth, pred)
     parts.append(f"<p>Candidate, TFMA on {_evaluated_on(e)}: {_metrics_line(e.candidate)}. Plots below: the first "
                  f"{len(examples)} examples of the same split through the candidate's serving signature "
-                 f"(RMSE {m['rmse_px']:.3f} px, mean point error {m['mean_point_error_px'] or float('nan'):.3f} px).</p>")
+                 f"(RMSE {m['rmse_px']:.3f} px, "
+                 f"mean point error {m['mean_point_error_px'] or float('nan'):.3f} px).</p>")
     names = list(m["per_point_rmse_px"])
     parts.append(_img(_bars(names, {"RMSE (px)": list(m["per_point_rmse_px"].values())},
                             "Per-key-point error (RMSE, px)", "px", horizontal=True), "per-key-point error"))
@@ -389,8 +389,10 @@ def render(pipeline_root: Path, run_id: str | None = None) -> tuple[str, str]:
         examples[branch.name] = (_split_examples(gen.outputs["examples"][0].uri, config.TEST_SPLIT)
                                  if gen and gen.outputs.get("examples") else [])
     body = [_header(summary, _context(pipeline_root, summary.run_id), _run_time(summary.run_id)),
-            _emotion_section(summary.branches["emotion"], examples["emotion"]),
-            _keypoints_section(summary.branches["keypoints"], examples["keypoints"]),
+            _section("Expressions", summary.branches["emotion"], examples["emotion"], config.EMOTION_PIXELS_COLUMN,
+                     _emotion_body),
+            _section("Key points", summary.branches["keypoints"], examples["keypoints"],
+                     config.KEYPOINT_IMAGE_COLUMN, _keypoints_body),
             _data_section(pipeline_root, summary, examples["keypoints"], examples["emotion"])]
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Run {html.escape(summary.run_id)}"
             f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>")

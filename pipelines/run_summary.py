@@ -214,7 +214,8 @@ def read_evaluation(uri: str, split: str = config.TEST_SPLIT) -> Evaluation:
         where = _slice_name(per_slice_result.slice_key) or "overall"
         for f in per_slice_result.failures:
             value = f.metric_value.double_value.value if f.metric_value.HasField("double_value") else None
-            detail = f.message or (f"value {value:.4g} outside {_bounds(f.metric_threshold)}" if value is not None else "")
+            outside = f"value {value:.4g} outside {_bounds(f.metric_threshold)}" if value is not None else ""
+            detail = f.message or outside
             failures.append(f"{f.metric_key.name}{' (change)' if f.metric_key.is_diff else ''}: {detail} [{where}]")
             failed_metrics.add(f.metric_key.name)
     gates = [Gate(name, candidate.get(name), baseline.get(name) if baseline else None,
@@ -288,7 +289,8 @@ def summarize(pipeline_root: Path, run_id: str | None = None) -> RunSummary:
         pusher = summary.component(cid("Pusher"))
         pushed_model = pusher.outputs.get("pushed_model", [None])[0] if pusher else None
         validator = summary.component(cid("ExampleValidator"))
-        anomalies = _anomalies(validator.outputs["anomalies"][0].uri) if validator and validator.outputs.get("anomalies") else {}
+        has_anomalies = validator and validator.outputs.get("anomalies")
+        anomalies = _anomalies(validator.outputs["anomalies"][0].uri) if has_anomalies else {}
         stats = summary.component(cid("StatisticsGen"))
         counts = _split_counts(stats.outputs["statistics"][0].uri) if stats and stats.outputs.get("statistics") else {}
         trainer = summary.component(cid("Trainer"))

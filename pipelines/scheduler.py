@@ -20,8 +20,8 @@ import os
 import signal
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from croniter import croniter
 from filelock import FileLock, Timeout

@@ -98,8 +98,9 @@ def track(result, profile: config.Profile, pipeline_root: Path) -> str:
                     name = registered_name(branch.name)
                     if not _exists(client, name):
                         client.create_registered_model(name, description=f"{branch.name} model pushed by the pipeline")
-                    client.create_model_version(name, source=Path(b.pushed_to).resolve().as_uri(), run_id=child.info.run_id,
-                                                tags={"tf_serving_version": b.pushed_version, "tfx_run_id": summary.run_id})
+                    client.create_model_version(
+                        name, source=Path(b.pushed_to).resolve().as_uri(), run_id=child.info.run_id,
+                        tags={"tf_serving_version": b.pushed_version, "tfx_run_id": summary.run_id})
         return parent.info.run_id
 
 

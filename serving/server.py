@@ -15,8 +15,9 @@ clients of these models use, with TF Serving's request, response and error shape
 Like TF Serving with the Pusher's ``models.config``, each model serves its newest version,
 or the version pinned there (``emotion-ai rollback``; TF Serving's ``specific`` policy). A
 poller loads a new version completely before swapping it in, and requests that already
-hold the old version finish on it, so a switch drops nothing. (kserve's ModelServer was the first choice; no kserve release co-installs with
-TFX 1.21's protobuf 6.31, see requirements.in.)
+hold the old version finish on it, so a switch drops nothing. (kserve's ModelServer was the
+first choice; no kserve release co-installs with TFX 1.21's protobuf 6.31, see
+requirements.in.)
 """
 from __future__ import annotations
 
@@ -30,15 +31,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 import prometheus_client
+import tensorflow as tf
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from tensorflow.core.framework import types_pb2
 
 from serving import repository_config
-
 
 log = logging.getLogger("emotion_ai.serve")
 
@@ -133,7 +133,8 @@ class ModelRegistry:
             if name in pins and pins[name] in versions:
                 newest = pins[name]  # rolled back: TF Serving's "specific" version policy
             elif name in pins:
-                log.error("%s is pinned to version %d, which is not on disk; serving version %d", name, pins[name], newest)
+                log.error("%s is pinned to version %d, which is not on disk; serving version %d",
+                          name, pins[name], newest)
             current = self._served.get(name)
             if current is not None and current.version == newest or (name, newest) in self._failed:
                 continue
@@ -193,7 +194,8 @@ def _decode_value(value, dtype: tf.DType):
         return [_decode_value(v, dtype) for v in value]
     if dtype == tf.string:
         if not isinstance(value, str):
-            raise ApiError(400, f"expected a string or {{\"b64\": ...}} for a DT_STRING input, got {json.dumps(value)[:40]}")
+            raise ApiError(400, f"expected a string or {{\"b64\": ...}} for a DT_STRING input, "
+                                f"got {json.dumps(value)[:40]}")
         return value.encode()
     return value
 
@@ -303,7 +305,8 @@ def predict(registry: ModelRegistry, name: str, version: int | None, body, state
 def _tensor_info(name: str, spec: tf.TensorSpec) -> dict:
     dims = [{"size": str(-1 if d is None else d), "name": ""} for d in spec.shape.as_list()] \
         if spec.shape.rank is not None else []
-    return {"dtype": types_pb2.DataType.Name(spec.dtype.as_datatype_enum), "tensor_shape": {"dim": dims, "unknown_rank": spec.shape.rank is None},
+    return {"dtype": types_pb2.DataType.Name(spec.dtype.as_datatype_enum),
+            "tensor_shape": {"dim": dims, "unknown_rank": spec.shape.rank is None},
             "name": f"{name}:0"}
 
 

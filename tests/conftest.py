@@ -4,15 +4,30 @@ from __future__ import annotations
 import os
 import shutil
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quieter than the CLI's default
 
 import pytest  # noqa: E402
 
 from data import generator  # noqa: E402
+from pipelines import config  # noqa: E402
+
+config.set_runtime_environment()  # before any test imports TensorFlow
 
 TINY_KEYPOINT_ROWS = 80
 TINY_EMOTION_ROWS = 120
+
+
+E2E_FIXTURES = {"first_run", "workspace"}  # a test using these runs (or serves) the whole pipeline
+
+
+def pytest_collection_modifyitems(items):
+    """Every test is ``unit`` or ``e2e``: ``e2e`` when it is marked so or uses a pipeline run
+    (``pytest -m unit`` then runs in about a minute and a half)."""
+    for item in items:
+        if item.get_closest_marker("e2e") is None and E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+        if item.get_closest_marker("e2e") is None:
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")

@@ -57,7 +57,8 @@ def test_rotation_scale_shift_move_the_dot_and_its_label_together():
     for angle_deg, log_scale, sx, sy in [(10, 0.0, 0, 0), (-12, 0.07, 0.05, -0.04), (0, -0.08, -0.06, 0.06)]:
         image = _dot_image(66, 38)
         coords = _coords_with(LEFT_EYE, 66, 38)
-        linear, offset = augment._affine_matrices(tf.constant([float(math.radians(angle_deg))]), tf.constant([float(log_scale)]),
+        linear, offset = augment._affine_matrices(tf.constant([float(math.radians(angle_deg))]),
+                                                  tf.constant([float(log_scale)]),
                                                   tf.constant([float(sx)]), tf.constant([float(sy)]))
         moved_image = augment.transform_images(image, linear, offset)
         moved = denormalize_coordinates(augment.transform_coordinates(coords, linear, offset)).numpy()[0]

@@ -1,6 +1,7 @@
 """The ``emotion-ai`` command line: clear one-line errors for unusable inputs."""
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
@@ -33,6 +34,7 @@ def _cli(*args, timeout=600):
                           timeout=timeout, env=env)
 
 
+@pytest.mark.e2e
 def test_a_manual_run_is_quiet_shows_progress_is_recorded_and_holds_the_lock(tiny_data, tmp_path):
     """`emotion-ai run` as a person sees it: progress lines and the summary on the console,
     the thousands of TFX/Beam/TensorFlow lines in a log file; the run is in `runs`; and a

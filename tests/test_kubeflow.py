@@ -69,6 +69,6 @@ def test_dockerfile_installs_the_pinned_stack_and_the_project():
 
     text = (Path(__file__).resolve().parent.parent / "kubeflow" / "Dockerfile").read_text()
     assert "FROM python:3.11" in text
-    assert "-c constraints.txt" in text and "tools/glibc_compat.py" in text
+    assert "tools/install_pinned.sh uv --system" in text and "tools/glibc_compat.py" in text
     for package in ("pipelines/", "components/", "kubeflow/"):
         assert f"COPY {package}" in text

@@ -7,8 +7,6 @@ import json
 
 import numpy as np
 import pytest
-
-from components import keypoints  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
 import tensorflow as tf  # noqa: E402
 
 from components.common import training  # noqa: E402

@@ -202,7 +202,8 @@ def test_report_renders_in_a_browser_with_every_image_and_the_gates(first_run, t
     assert report.parent.name == first_run.summary.run_id and report.parent.parent.name == "reports"
     text = report.read_text()
     assert "http://" not in text and "https://" not in text, "self-contained: no network"
-    for section in ("<h2>Thresholds", "<h2>Expressions", 'alt="confusion matrix"', 'alt="per-class precision and recall"',
+    for section in ("<h2>Thresholds", "<h2>Expressions", 'alt="confusion matrix"',
+                    'alt="per-class precision and recall"',
                     "Misclassified examples", "<h2>Key points", 'alt="per-key-point error"',
                     'alt="faces with predicted and true key points"', "Worst cases", "<h2>Data",
                     'alt="class balance"', "Rejected rows (emotion): 2"):

@@ -10,6 +10,7 @@ import pytest
 from pipelines import config, local_runner, scheduler
 
 
+@pytest.mark.e2e
 def test_two_smoke_runs_on_second_ticks_never_overlap_and_are_recorded(tiny_data, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(tiny_data["dir"], data)

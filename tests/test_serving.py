@@ -213,7 +213,8 @@ def _served_version(server, model):
 def _wait_for_version(server, model, version, seconds=30):
     deadline = time.time() + seconds
     while _served_version(server, model) != str(version):
-        assert time.time() < deadline, f"{model} version {version} never served (serving {_served_version(server, model)})"
+        assert time.time() < deadline, \
+            f"{model} version {version} never served (serving {_served_version(server, model)})"
         time.sleep(0.1)
 
 

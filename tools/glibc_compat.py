@@ -15,6 +15,10 @@ from the runtime's, although the code is otherwise compatible.
 
 Idempotent and a no-op on glibc >= 2.38 with a new libstdc++ (e.g. Debian 13). Run it after
 every (re)install: ``python tools/glibc_compat.py`` (``make`` does).
+
+Installers such as uv hard-link files from a cache shared by every environment they build;
+a file is copied to an inode of its own before it is patched, so the cache and the other
+environments stay untouched.
 """
 from __future__ import annotations
 
@@ -60,6 +64,15 @@ def _loads(path: Path) -> str | None:
     return proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "load failed"
 
 
+def _own_copy(path: Path) -> None:
+    """Give ``path`` an inode of its own if it is a hard link (e.g. into uv's cache), so
+    patching it cannot change the other links."""
+    if path.stat().st_nlink > 1:
+        tmp = path.with_name(f".{path.name}.own")
+        shutil.copy2(path, tmp)
+        os.replace(tmp, path)
+
+
 def _mark_versions_weak(path: Path, names: set[bytes]) -> list[str]:
     """Set VER_FLG_WEAK on the verneed entries named in ``names``; return those changed."""
     data = bytearray(path.read_bytes())
@@ -91,6 +104,7 @@ def _mark_versions_weak(path: Path, names: set[bytes]) -> list[str]:
                 break
             need += vn_next
     if changed:
+        _own_copy(path)
         path.write_bytes(bytes(data))
     return changed
 
@@ -116,6 +130,7 @@ def _patch_protobuf_suffix(site: Path) -> list[str]:
             continue
         text = path.read_text()
         if "'-rc2'," in text:
+            _own_copy(path)
             path.write_text(text.replace("'-rc2',", "'',"))
             changed.append(rel)
     return changed
@@ -142,6 +157,7 @@ def main() -> int:
         needed = subprocess.run([patchelf, "--print-needed", str(ext)], check=True,
                                 capture_output=True, text=True).stdout.split()
         if SHIM_NAME not in needed:
+            _own_copy(ext)  # patchelf rewrites the file in place
             subprocess.run([patchelf, "--add-needed", SHIM_NAME, str(ext)], check=True)
             subprocess.run([patchelf, "--add-rpath", "$ORIGIN", str(ext)], check=True)
         error = _loads(ext)

@@ -115,6 +115,8 @@ class EpochTimer(tf.keras.callbacks.Callback):
         if logs is not None:
             logs["epoch_seconds"] = seconds
             logs["images_per_second"] = self.train_images / seconds
+        # The CLI's progress lines read this one (pipelines/console.py).
+        logging.info("epoch %d/%d done in %.1f s", epoch + 1, self.params.get("epochs") or 0, seconds)
 
 
 class RecalibrateBatchNorm(tf.keras.callbacks.Callback):

@@ -65,7 +65,8 @@ def _soft_argmax_network(params: config.ModelParams) -> tf.keras.Model:
     top = layers.Conv2D(HEATMAP_CHANNELS, 1, name=f"lateral{len(stages)}")(stages[-1])
     for i in range(len(stages) - 2, -1, -1):
         top = layers.UpSampling2D(2, interpolation="bilinear", name=f"up{i + 1}")(top)
-        top = layers.Add(name=f"merge{i + 1}")([top, layers.Conv2D(HEATMAP_CHANNELS, 1, name=f"lateral{i + 1}")(stages[i])])
+        lateral = layers.Conv2D(HEATMAP_CHANNELS, 1, name=f"lateral{i + 1}")(stages[i])
+        top = layers.Add(name=f"merge{i + 1}")([top, lateral])
     top = layers.Conv2D(HEATMAP_CHANNELS, 3, padding="same", use_bias=False, name="heatmap_conv")(top)
     top = resnet.norm_layer("heatmap_bn", params.norm)(top)
     top = layers.ReLU(name="heatmap_relu")(top)
