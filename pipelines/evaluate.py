@@ -1,8 +1,8 @@
 """``emotion-ai evaluate``: score the pushed models on any CSV in the real formats.
 
 Rows go through the same validation as pipeline input (bad rows are counted as rejected),
-then through the served models' signatures in batches. Metrics are computed here with
-numpy, so they are independent of the training code.
+then through the served models' signatures in batches. Metrics are computed here (numpy for
+the key points, scikit-learn for the classes), independent of the training code.
 """
 from __future__ import annotations
 
@@ -44,23 +44,20 @@ def keypoint_metrics(truth: np.ndarray, pred: np.ndarray) -> dict:
 
 
 def emotion_metrics(truth: np.ndarray, pred: np.ndarray) -> dict:
-    """Accuracy, macro F1, per-class precision/recall/F1/support, confusion matrix."""
-    n = len(config.EMOTION_CLASSES)
-    cm = np.zeros((n, n), dtype=int)
-    np.add.at(cm, (truth, pred), 1)
-    per_class, f1s = {}, []
-    for i, name in enumerate(config.EMOTION_CLASSES):
-        tp, support, predicted = cm[i, i], cm[i].sum(), cm[:, i].sum()
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
-                           "support": int(support)}
-        if support:
-            f1s.append(f1)
+    """Accuracy, macro F1 (over the classes that occur), per-class precision/recall/F1/support,
+    confusion matrix (scikit-learn; a class never predicted has precision 0)."""
+    from sklearn import metrics
+
+    labels = list(range(len(config.EMOTION_CLASSES)))
+    cm = metrics.confusion_matrix(truth, pred, labels=labels) if len(truth) else np.zeros((len(labels),) * 2, int)
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        truth, pred, labels=labels, zero_division=0) if len(truth) else np.zeros((4, len(labels)))
+    per_class = {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                        "support": int(support[i])} for i, name in enumerate(config.EMOTION_CLASSES)}
+    occurring = [i for i in labels if support[i]]
     return {
-        "accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
-        "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
+        "accuracy": float(metrics.accuracy_score(truth, pred)) if len(truth) else 0.0,
+        "macro_f1": float(np.mean(f1[occurring])) if occurring else 0.0,
         "per_class": per_class,
         "confusion_matrix": {"labels": list(config.EMOTION_CLASSES), "rows_true_columns_predicted": cm.tolist()},
     }

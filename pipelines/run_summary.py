@@ -228,8 +228,6 @@ def _gated_metrics(eval_config) -> list[tuple[str, str, str]]:
     """``(metric name, absolute rule, change rule)`` of every metric with a threshold."""
     import json
 
-    import tensorflow_model_analysis as tfma
-
     found = []
     for spec in eval_config.metrics_specs:
         for metric in spec.metrics:
@@ -239,28 +237,27 @@ def _gated_metrics(eval_config) -> list[tuple[str, str, str]]:
                 continue
             name = json.loads("{" + metric.config + "}").get("name") if metric.config else None
             name = name or _DEFAULT_METRIC_NAMES.get(metric.class_name, metric.class_name)
-            value_t, change_t = thresholds[0].value_threshold, thresholds[0].change_threshold
-            bounds = [f">= {value_t.lower_bound.value:g}"] if value_t.HasField("lower_bound") else []
-            bounds += [f"<= {value_t.upper_bound.value:g}"] if value_t.HasField("upper_bound") else []
-            rule = ""
-            if change_t.HasField("absolute"):
-                higher = change_t.direction == tfma.MetricDirection.HIGHER_IS_BETTER
-                rule = (f"change {'>=' if higher else '<='} {change_t.absolute.value:g} "
-                        f"({'higher' if higher else 'lower'} is better)")
-            found.append((name, " and ".join(bounds) or "none", rule))
+            found.append((name, *_rules(thresholds[0])))
     return found
 
 
+def _rules(threshold) -> tuple[str, str]:
+    """A TFMA threshold as text: ``(absolute rule or "none", change rule or "")``."""
+    import tensorflow_model_analysis as tfma
+
+    value_t, change_t = threshold.value_threshold, threshold.change_threshold
+    bounds = [f">= {value_t.lower_bound.value:g}"] if value_t.HasField("lower_bound") else []
+    bounds += [f"<= {value_t.upper_bound.value:g}"] if value_t.HasField("upper_bound") else []
+    rule = ""
+    if change_t.HasField("absolute"):
+        higher = change_t.direction == tfma.MetricDirection.HIGHER_IS_BETTER
+        rule = (f"change {'>=' if higher else '<='} {change_t.absolute.value:g} "
+                f"({'higher' if higher else 'lower'} is better)")
+    return " and ".join(bounds) or "none", rule
+
+
 def _bounds(threshold) -> str:
-    parts = []
-    value = threshold.value_threshold
-    if value.HasField("lower_bound"):
-        parts.append(f">= {value.lower_bound.value:g}")
-    if value.HasField("upper_bound"):
-        parts.append(f"<= {value.upper_bound.value:g}")
-    if threshold.change_threshold.HasField("absolute"):
-        parts.append(f"change bound {threshold.change_threshold.absolute.value:g}")
-    return " and ".join(parts) or "threshold"
+    return " and ".join(r for r in _rules(threshold) if r and r != "none") or "threshold"
 
 
 _DEFAULT_METRIC_NAMES = {"MaskedPixelRMSE": "rmse_px", "MacroRecall": "macro_recall",

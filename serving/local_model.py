@@ -13,11 +13,10 @@ from serving import repository_config
 def latest_version(model_repo: Path, model: str) -> tuple[int, Path]:
     """The highest numeric version directory of ``model`` that holds a SavedModel."""
     base = Path(model_repo) / model
-    candidates = sorted((int(p.name), p) for p in base.glob("*") if p.name.isdigit()
-                        and (p / "saved_model.pb").exists()) if base.is_dir() else []
-    if not candidates:
+    versions = repository_config.version_dirs(base)
+    if not versions:
         raise FileNotFoundError(f"{base}: no pushed version of the {model} model (run the pipeline first)")
-    return candidates[-1]
+    return versions[-1], base / str(versions[-1])
 
 
 def served_version(model_repo: Path, model: str) -> tuple[int, Path]:

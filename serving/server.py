@@ -89,10 +89,6 @@ class Metrics:
         self.loaded.labels(name, str(new)).set(1)
 
 
-def _versions_on_disk(base: Path) -> list[int]:
-    return repository_config.version_dirs(base)
-
-
 class ModelRegistry:
     """The newest version of every model under ``repo``, reloaded when a newer one appears."""
 
@@ -126,7 +122,7 @@ class ModelRegistry:
         swapped = []
         pins = self._pins()
         for name in self.model_names():
-            versions = _versions_on_disk(self.repo / name)
+            versions = repository_config.version_dirs(self.repo / name)
             if not versions:
                 continue
             newest = versions[-1]

@@ -43,7 +43,13 @@ def test_push_writes_tf_serving_configs_for_every_model(tmp_path):
     text = (repo / "models.config").read_text()
     assert re.findall(r'name: "(\w+)"', text) == ["emotion", "keypoints"]
     assert 'base_path: "/models/emotion"' in text and 'model_platform: "tensorflow"' in text
-    assert text.count("{") == text.count("}")
+    # TF Serving's own parser reads it: both models, their base paths, the newest version each.
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    parsed = text_format.Parse(text, model_server_config_pb2.ModelServerConfig()).model_config_list.config
+    assert [(c.name, c.base_path, c.model_version_policy.latest.num_versions) for c in parsed] == [
+        ("emotion", "/models/emotion", 1), ("keypoints", "/models/keypoints", 1)]
     assert "prometheus_config" in (repo / "monitoring.config").read_text()
     assert "max_batch_size { value: 32 }" in (repo / "batching.config").read_text()
     # The compose file serves exactly this repository layout on the standard ports.
