@@ -37,19 +37,9 @@ class RunContext:
 
     def save(self, run_dir: Path) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
-        path = run_dir / CONTEXT_FILE
+        path = run_dir / report.CONTEXT_FILE  # the report reads it back
         path.write_text(json.dumps(dataclasses.asdict(self), indent=1))
         return path
-
-    @classmethod
-    def load(cls, run_dir: Path) -> RunContext | None:
-        try:
-            return cls(**json.loads((Path(run_dir) / CONTEXT_FILE).read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
-
-
-CONTEXT_FILE = "context.json"  # in reports/<run id>/, beside report.html
 
 
 @dataclasses.dataclass

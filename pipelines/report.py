@@ -366,6 +366,9 @@ th{background:#f4f4f4;text-align:left}.badge{padding:2px 8px;border-radius:10px;
 """
 
 
+CONTEXT_FILE = "context.json"  # in run_dir, beside report.html: written by the runner
+
+
 def run_dir(pipeline_root: Path, run_id: str) -> Path:
     """``<pipeline root>/reports/<run id>``: the report and the run's context."""
     return Path(pipeline_root) / "reports" / run_id
@@ -375,7 +378,7 @@ def _context(pipeline_root: Path, run_id: str) -> dict | None:
     import json
 
     try:
-        return json.loads((run_dir(pipeline_root, run_id) / "context.json").read_text())
+        return json.loads((run_dir(pipeline_root, run_id) / CONTEXT_FILE).read_text())
     except (OSError, ValueError):
         return None
 
