@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import plain_keras  # noqa: E402
 import results_io  # noqa: E402
 
-from pipelines import config  # noqa: E402
+from emotion_ai.pipelines import config  # noqa: E402
 
 GOAL = 1.3
 
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
-    from pipelines import local_runner
+    from emotion_ai.pipelines import local_runner
 
     train_dir = args.work / "train"
     csvs = {"keypoints": train_dir / "keypoints.csv.gz", "emotion": train_dir / "emotion.csv.gz"}

@@ -23,13 +23,14 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipelines import config  # noqa: E402
+from emotion_ai.components import spec  # noqa: E402
+from emotion_ai.pipelines import config  # noqa: E402
 
 config.set_runtime_environment()  # before TensorFlow: the trainers need the legacy Keras
-from components.common import image  # noqa: E402
-from components.emotion import trainer as emotion_trainer  # noqa: E402
-from components.keypoints import trainer as keypoint_trainer  # noqa: E402
-from components.keypoints.transform import normalize_coordinates  # noqa: E402
+from emotion_ai.components.common import image  # noqa: E402
+from emotion_ai.components.emotion import trainer as emotion_trainer  # noqa: E402
+from emotion_ai.components.keypoints import trainer as keypoint_trainer  # noqa: E402
+from emotion_ai.components.keypoints.transform import normalize_coordinates  # noqa: E402
 
 
 def _pixels(strings) -> np.ndarray:
@@ -39,16 +40,16 @@ def _pixels(strings) -> np.ndarray:
 def load_keypoints(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images ``[n, 9216]`` in 0..255, and ``[targets(30), mask(30)]`` as the trainer encodes them."""
     frame = pd.read_csv(path)
-    coords = frame[list(config.KEYPOINT_COLUMNS)].to_numpy(np.float32)
+    coords = frame[list(spec.KEYPOINT_COLUMNS)].to_numpy(np.float32)
     known = ~np.isnan(coords)
     targets = np.where(known, normalize_coordinates(np.nan_to_num(coords)), 0.0).astype(np.float32)
-    return _pixels(frame[config.KEYPOINT_IMAGE_COLUMN]), np.concatenate([targets, known.astype(np.float32)], 1)
+    return _pixels(frame[spec.KEYPOINT_IMAGE_COLUMN]), np.concatenate([targets, known.astype(np.float32)], 1)
 
 
 def load_emotion(path: Path) -> tuple[np.ndarray, np.ndarray]:
     frame = pd.read_csv(path)
     frame.columns = [c.strip() for c in frame.columns]
-    return _pixels(frame[config.EMOTION_PIXELS_COLUMN]), frame[config.EMOTION_LABEL_COLUMN].to_numpy(np.int64)
+    return _pixels(frame[spec.EMOTION_PIXELS_COLUMN]), frame[spec.EMOTION_LABEL_COLUMN].to_numpy(np.int64)
 
 
 def _standardize(train_x: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
@@ -61,7 +62,7 @@ def _standardize(train_x: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     return [(x - mean) / std for x in (train_x, *map(per_image, others))]
 
 
-def train(kind: str, train_csv: Path, eval_csv: Path, params: config.ModelParams) -> dict:
+def train(kind: str, train_csv: Path, eval_csv: Path, params: spec.ModelParams) -> dict:
     """Train one model; returns wall seconds, images per second, per-epoch history."""
     t0 = time.time()
     load = load_keypoints if kind == "keypoints" else load_emotion
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
         except (ValueError, SyntaxError):
             pass  # a bare word is a string: --param head=soft_argmax
         if name.startswith("augmentation."):  # --param augmentation.max_shift=0.1
-            value = dataclasses.replace(params.augmentation or config.Augmentation(),
+            value = dataclasses.replace(params.augmentation or spec.Augmentation(),
                                         **{name.partition(".")[2]: value})
             name = "augmentation"
         params = dataclasses.replace(params, **{name: value})

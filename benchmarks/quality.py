@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 import results_io  # noqa: E402
 
-from pipelines import config  # noqa: E402
+from emotion_ai.components import spec  # noqa: E402
+from emotion_ai.pipelines import config  # noqa: E402
 
 config.set_runtime_environment()  # before the pipeline imports TensorFlow
 
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
 
-    from pipelines import evaluate, local_runner
+    from emotion_ai.pipelines import evaluate, local_runner
 
     work = args.work
     (work / "train").mkdir(parents=True, exist_ok=True)
@@ -111,10 +112,10 @@ def main(argv=None) -> int:
     metrics = evaluate.evaluate(work / "model_repository", work / "val" / "keypoints.csv.gz",
                                 work / "val" / "emotion.csv.gz")
     components = {c.node_id: {"state": c.state, "seconds": round(c.seconds, 1)} for c in run.summary.components}
-    from pipelines.tracking import _history
+    from emotion_ai.pipelines.tracking import _history
 
     training = {}
-    for branch in config.BRANCHES:
+    for branch in spec.BRANCHES:
         history = _history(run.summary, branch)
         seconds = history.get("epoch_seconds", [])
         training[branch.name] = {

@@ -29,11 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 import results_io  # noqa: E402
 
-from pipelines import config  # noqa: E402
+from emotion_ai.components import spec  # noqa: E402
+from emotion_ai.pipelines import config  # noqa: E402
 
 config.set_runtime_environment()
-from data import generator  # noqa: E402
-from serving.local_model import ServedModel  # noqa: E402
+from emotion_ai.data import generator  # noqa: E402
+from emotion_ai.serving.local_model import ServedModel  # noqa: E402
 
 TARGET_P99_MS = 30.0
 CONCURRENT_CLIENTS = 4
@@ -46,7 +47,7 @@ def _faces(n: int) -> list[bytes]:
     out = []
     for _ in range(n):
         buffer = io.BytesIO()
-        Image.fromarray(generator.render_face(rng, config.KEYPOINT_IMAGE_SIZE, "Happy")[0]).save(buffer, "PNG")
+        Image.fromarray(generator.render_face(rng, spec.KEYPOINT_IMAGE_SIZE, "Happy")[0]).save(buffer, "PNG")
         out.append(buffer.getvalue())
     return out
 

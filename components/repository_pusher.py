@@ -31,8 +31,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import json_utils, proto_utils
 
-from pipelines import config
-from serving import repository_config
+from emotion_ai.components import model_repository
 
 
 class RepositoryOwnedError(Exception):
@@ -42,7 +41,7 @@ class RepositoryOwnedError(Exception):
 def claim(repo_root: Path, profile: str, allow_other_profile: bool = False) -> None:
     """Record ``profile`` as the repository's owner on its first push; refuse another
     profile's push unless allowed (then the repository changes hands)."""
-    path = Path(repo_root) / config.REPOSITORY_OWNER_FILE
+    path = Path(repo_root) / model_repository.OWNER_FILE
     try:
         owner = json.loads(path.read_text()).get("profile")
     except (OSError, ValueError):
@@ -65,7 +64,7 @@ def model_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-versions = repository_config.version_dirs
+versions = model_repository.version_dirs
 
 
 def push_atomically(model_path: Path, base: Path, keep_versions: int) -> tuple[str, bool]:
@@ -82,13 +81,13 @@ def push_atomically(model_path: Path, base: Path, keep_versions: int) -> tuple[s
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(model_path, staging)
     os.rename(staging, base / str(version))  # atomic on one filesystem
-    pinned = repository_config.read_pins(base.parent).get(base.name)
+    pinned = model_repository.read_pins(base.parent).get(base.name)
     for old in versions(base)[:-keep_versions] if keep_versions > 0 else []:
         if old == pinned:
             continue  # a rollback is serving it
         shutil.rmtree(base / str(old), ignore_errors=True)
         logging.info("removed old version %s/%s (keeping %d)", base, old, keep_versions)
-    repository_config.write_configs(base.parent)
+    model_repository.write_configs(base.parent)
     return str(version), True
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from pipelines import config
+from emotion_ai.components import spec
 
 RENDER_SCALE = 2  # draw at 2x, then downsample with Lanczos for anti-aliased edges
 # Class frequencies close to the real FER-derived file (Disgust is rare there too).
@@ -30,8 +30,9 @@ EMOTION_FREQUENCIES = (0.20, 0.03, 0.25, 0.36, 0.16)
 # Points kept in a "sparse" row, as in Kaggle's file: eye centres, nose tip, bottom lip.
 SPARSE_POINTS = ("left_eye_center", "right_eye_center", "nose_tip", "mouth_center_bottom_lip")
 
-# Canonical face in a 96x96 frame (x right, y down); "left" is the subject's left,
-# which is the image's right, as in Kaggle.
+# Canonical face in pixels of the key-point frame (Kaggle's 96x96; x right, y down); "left"
+# is the subject's left, which is the image's right, as in Kaggle.
+_FRAME = spec.KEYPOINT_IMAGE_SIZE
 _CANONICAL = {
     "left_eye_center": (66.0, 38.0), "right_eye_center": (30.0, 38.0),
     "left_eye_inner_corner": (59.0, 38.5), "left_eye_outer_corner": (73.0, 38.5),
@@ -56,7 +57,7 @@ _EXPRESSIONS = {
 
 
 def _face_geometry(rng: np.random.Generator, expression: str, strength: float) -> dict:
-    """Key points plus drawing parameters of one face in the canonical 96x96 frame."""
+    """Key points plus drawing parameters of one face in the canonical frame."""
     brow_in, brow_out, corner_dy, mouth_open, width, eye_open, lip_raise = (
         v * strength if i not in (4, 5) else 1 + (v - 1) * strength
         for i, v in enumerate(_EXPRESSIONS[expression]))
@@ -82,8 +83,8 @@ def _face_geometry(rng: np.random.Generator, expression: str, strength: float) -
         pts[f"{side}_eyebrow_outer_end"][1] += brow_out
     half_width = (pts["mouth_left_corner"][0] - pts["mouth_right_corner"][0]) / 2
     half_width *= width * rng.uniform(0.9, 1.1)
-    pts["mouth_left_corner"] = np.array([48 + half_width, pts["mouth_left_corner"][1] + corner_dy])
-    pts["mouth_right_corner"] = np.array([48 - half_width, pts["mouth_right_corner"][1] + corner_dy])
+    pts["mouth_left_corner"] = np.array([_FRAME / 2 + half_width, pts["mouth_left_corner"][1] + corner_dy])
+    pts["mouth_right_corner"] = np.array([_FRAME / 2 - half_width, pts["mouth_right_corner"][1] + corner_dy])
     pts["mouth_center_top_lip"][1] -= lip_raise + mouth_open * 0.3
     pts["mouth_center_bottom_lip"][1] += mouth_open * 0.7
     return {
@@ -98,11 +99,11 @@ def _face_geometry(rng: np.random.Generator, expression: str, strength: float) -
 
 def _similarity(rng: np.random.Generator, size: int):
     """Random scale / rotation / shift about the frame centre, as a point function."""
-    scale = math.exp(rng.normal(0, 0.06)) * size / 96.0
+    scale = math.exp(rng.normal(0, 0.06)) * size / _FRAME
     angle = math.radians(rng.normal(0, 6.0))
-    shift = rng.normal(0, 2.5, size=2) * size / 96.0
+    shift = rng.normal(0, 2.5, size=2) * size / _FRAME
     c, s = math.cos(angle) * scale, math.sin(angle) * scale
-    centre = np.array([47.5, 47.5])
+    centre = np.array([(_FRAME - 1) / 2, (_FRAME - 1) / 2])
     out_centre = np.array([(size - 1) / 2, (size - 1) / 2]) + shift
 
     def apply(p):
@@ -132,10 +133,10 @@ def render_face(rng: np.random.Generator, size: int, expression: str = "Neutral"
     draw = ImageDraw.Draw(img)
     pts = geo["points"]
     # Head and hair.
-    head = [(48 + geo["head_rx"] * math.cos(t), 50 + geo["head_ry"] * math.sin(t))
+    head = [(_FRAME / 2 + geo["head_rx"] * math.cos(t), 50 + geo["head_ry"] * math.sin(t))
             for t in np.linspace(0, 2 * math.pi, 48, endpoint=False)]
     hair_tone = int(np.clip(skin - rng.uniform(40, 110), 5, 255))
-    hair = [(48 + (geo["head_rx"] + 2) * math.cos(t), 44 + (geo["head_ry"] - 6) * math.sin(t))
+    hair = [(_FRAME / 2 + (geo["head_rx"] + 2) * math.cos(t), 44 + (geo["head_ry"] - 6) * math.sin(t))
             for t in np.linspace(math.pi, 2 * math.pi, 24)]
     draw.polygon(poly(hair), fill=hair_tone)
     draw.polygon(poly(head), fill=skin)
@@ -190,7 +191,7 @@ def render_face(rng: np.random.Generator, size: int, expression: str = "Neutral"
     arr = arr * rng.uniform(0.75, 1.2) + 45 * rng.uniform(0, 1) * (direction[0] * xx + direction[1] * yy)
     arr = arr + rng.normal(0, rng.uniform(2, 8), size=arr.shape)
     image = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
-    keypoints = np.array([to_px(pts[name]) for name in config.KEYPOINT_NAMES])
+    keypoints = np.array([to_px(pts[name]) for name in spec.KEYPOINT_NAMES])
     return image, keypoints
 
 
@@ -217,12 +218,12 @@ def _open(path: Path):
 def write_keypoints_csv(path: Path, rows: int, seed: int = 0, sparse_fraction: float = 0.3) -> Path:
     """Write ``rows`` faces in the Kaggle layout; a fraction keeps only four points."""
     rng = np.random.default_rng([seed, 1])
-    size = config.KEYPOINT_IMAGE_SIZE
-    sparse_idx = [config.KEYPOINT_NAMES.index(n) for n in SPARSE_POINTS]
+    size = spec.KEYPOINT_IMAGE_SIZE
+    sparse_idx = [spec.KEYPOINT_NAMES.index(n) for n in SPARSE_POINTS]
     expressions = list(_EXPRESSIONS)
     with _open(path) as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow([*config.KEYPOINT_COLUMNS, config.KEYPOINT_IMAGE_COLUMN])
+        writer.writerow([*spec.KEYPOINT_COLUMNS, spec.KEYPOINT_IMAGE_COLUMN])
         for _ in range(rows):
             expression = expressions[int(rng.integers(len(expressions)))]
             image, kp = render_face(rng, size, expression, strength=float(rng.uniform(0, 1)))
@@ -240,11 +241,11 @@ def write_emotion_csv(path: Path, rows: int, seed: int = 0) -> Path:
     rng = np.random.default_rng([seed, 2])
     with _open(path) as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow([config.EMOTION_LABEL_COLUMN, config.EMOTION_PIXELS_COLUMN])
+        writer.writerow([spec.EMOTION_LABEL_COLUMN, spec.EMOTION_PIXELS_COLUMN])
         for _ in range(rows):
-            label = int(rng.choice(len(config.EMOTION_CLASSES), p=EMOTION_FREQUENCIES))
-            big, _ = render_face(rng, 96, config.EMOTION_CLASSES[label], strength=float(rng.uniform(0.6, 1.2)))
-            small = np.asarray(Image.fromarray(big).resize((config.EMOTION_IMAGE_SIZE,) * 2, Image.LANCZOS))
+            label = int(rng.choice(len(spec.EMOTION_CLASSES), p=EMOTION_FREQUENCIES))
+            big, _ = render_face(rng, _FRAME, spec.EMOTION_CLASSES[label], strength=float(rng.uniform(0.6, 1.2)))
+            small = np.asarray(Image.fromarray(big).resize((spec.EMOTION_IMAGE_SIZE,) * 2, Image.LANCZOS))
             writer.writerow([label, _pixels(small)])
     return path
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines import config
+from emotion_ai.components import spec
 
 KINDS = ("keypoints", "emotion")
 MIN_GOOD_ROWS = 10  # fewer valid rows than this cannot make a train and an eval split
@@ -83,13 +83,13 @@ def read_header(path: Path) -> list[str]:
 def detect_kind(path: Path) -> str:
     """Tell which dataset a CSV holds from its header."""
     header = set(read_header(path))
-    if config.KEYPOINT_IMAGE_COLUMN in header:
+    if spec.KEYPOINT_IMAGE_COLUMN in header:
         return "keypoints"
-    if config.EMOTION_PIXELS_COLUMN in header:
+    if spec.EMOTION_PIXELS_COLUMN in header:
         return "emotion"
     raise InputDataError(
-        f"{path}: header has neither {config.KEYPOINT_IMAGE_COLUMN!r} (key points) nor "
-        f"{config.EMOTION_PIXELS_COLUMN!r} (expressions): {sorted(header)[:6]}")
+        f"{path}: header has neither {spec.KEYPOINT_IMAGE_COLUMN!r} (key points) nor "
+        f"{spec.EMOTION_PIXELS_COLUMN!r} (expressions): {sorted(header)[:6]}")
 
 
 def find_csvs(data_dir: Path) -> dict[str, list[Path]]:
@@ -140,12 +140,12 @@ def _is_number(token: str) -> bool:
 
 def _check_keypoints(row: dict[str, str]) -> list[str]:
     """Validate one key-point row; return the staged record."""
-    size = config.KEYPOINT_IMAGE_SIZE
+    size = spec.KEYPOINT_IMAGE_SIZE
     coords = []
-    for column in config.KEYPOINT_COLUMNS:
+    for column in spec.KEYPOINT_COLUMNS:
         raw = (row.get(column) or "").strip()
         if raw == "":
-            coords.append(config.MISSING_COORDINATE)
+            coords.append(spec.MISSING_COORDINATE)
             continue
         try:
             value = float(raw)
@@ -154,22 +154,22 @@ def _check_keypoints(row: dict[str, str]) -> list[str]:
         if not np.isfinite(value) or value < 0 or value > size:
             raise ValueError(f"{column}: coordinate {raw} outside the {size}x{size} image")
         coords.append(value)
-    if all(c == config.MISSING_COORDINATE for c in coords):
+    if all(c == spec.MISSING_COORDINATE for c in coords):
         raise ValueError("no key point is labelled")
-    parse_pixels(row[config.KEYPOINT_IMAGE_COLUMN], size)
-    return [_fmt(c) for c in coords] + [" ".join(row[config.KEYPOINT_IMAGE_COLUMN].split())]
+    parse_pixels(row[spec.KEYPOINT_IMAGE_COLUMN], size)
+    return [_fmt(c) for c in coords] + [" ".join(row[spec.KEYPOINT_IMAGE_COLUMN].split())]
 
 
 def _check_emotion(row: dict[str, str]) -> list[str]:
-    raw = (row.get(config.EMOTION_LABEL_COLUMN) or "").strip()
+    raw = (row.get(spec.EMOTION_LABEL_COLUMN) or "").strip()
     try:
         label = int(raw)
     except ValueError:
         raise ValueError(f"emotion: label {raw[:20]!r} is not an integer") from None
-    if not 0 <= label < len(config.EMOTION_CLASSES):
-        raise ValueError(f"emotion: label {label} outside 0..{len(config.EMOTION_CLASSES) - 1}")
-    parse_pixels(row[config.EMOTION_PIXELS_COLUMN], config.EMOTION_IMAGE_SIZE)
-    return [str(label), " ".join(row[config.EMOTION_PIXELS_COLUMN].split())]
+    if not 0 <= label < len(spec.EMOTION_CLASSES):
+        raise ValueError(f"emotion: label {label} outside 0..{len(spec.EMOTION_CLASSES) - 1}")
+    parse_pixels(row[spec.EMOTION_PIXELS_COLUMN], spec.EMOTION_IMAGE_SIZE)
+    return [str(label), " ".join(row[spec.EMOTION_PIXELS_COLUMN].split())]
 
 
 def _fmt(value: float) -> str:
@@ -178,8 +178,8 @@ def _fmt(value: float) -> str:
 
 
 STAGED_COLUMNS = {
-    "keypoints": [*config.KEYPOINT_COLUMNS, config.KEYPOINT_IMAGE_COLUMN],
-    "emotion": [config.EMOTION_LABEL_COLUMN, config.EMOTION_PIXELS_COLUMN],
+    "keypoints": [*spec.KEYPOINT_COLUMNS, spec.KEYPOINT_IMAGE_COLUMN],
+    "emotion": [spec.EMOTION_LABEL_COLUMN, spec.EMOTION_PIXELS_COLUMN],
 }
 _CHECKS = {"keypoints": _check_keypoints, "emotion": _check_emotion}
 
@@ -223,10 +223,10 @@ def stage(kind: str, sources: Iterable[Path], pipeline_root: Path) -> StageResul
     sources = [Path(s) for s in sources]
     if not sources:
         raise InputDataError(f"no {kind} CSV given or found")
-    staged_dir = Path(pipeline_root) / config.STAGING_DIR / kind
+    staged_dir = Path(pipeline_root) / spec.STAGING_DIR / kind
     staged_dir.mkdir(parents=True, exist_ok=True)
     staged_path = staged_dir / "data.csv"
-    rejected_path = Path(pipeline_root) / config.REJECTED_DIR / f"{kind}.csv"
+    rejected_path = Path(pipeline_root) / spec.REJECTED_DIR / f"{kind}.csv"
     rows_read = 0
     reasons: dict[str, int] = {}
     rejected_rows = []

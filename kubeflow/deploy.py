@@ -15,7 +15,7 @@ from pathlib import Path
 
 from croniter import croniter
 
-from pipelines import config
+from emotion_ai.pipelines import config
 
 
 @dataclasses.dataclass(frozen=True)

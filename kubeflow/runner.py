@@ -11,8 +11,9 @@ from pathlib import Path
 
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as v2
 
-from pipelines import config
-from pipelines.pipeline import create_pipeline
+from emotion_ai.components import spec
+from emotion_ai.pipelines import config
+from emotion_ai.pipelines.pipeline import create_pipeline
 
 DEFAULT_IMAGE = "ghcr.io/emotion-ai/emotion-ai-pipeline:latest"
 # In a pod, the DirectRunner uses the pod's cores; point these at Dataflow, Flink or Spark
@@ -28,8 +29,8 @@ def compile_pipeline(out: Path, *, image: str = DEFAULT_IMAGE, pipeline_root: st
     root = pipeline_root.rstrip("/")
     pipeline = create_pipeline(
         pipeline_root=root,
-        keypoints_input=keypoints_input or f"{root}/{config.STAGING_DIR}/keypoints",
-        emotion_input=emotion_input or f"{root}/{config.STAGING_DIR}/emotion",
+        keypoints_input=keypoints_input or f"{root}/{spec.STAGING_DIR}/keypoints",
+        emotion_input=emotion_input or f"{root}/{spec.STAGING_DIR}/emotion",
         model_repo=model_repo or f"{root}/model_repository",
         profile=profile or config.PROFILES[config.DEFAULT_PROFILE],
         beam_pipeline_args=beam_args,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pipelines import config
+from emotion_ai.pipelines import config
 
 
 def _profile(name: str) -> config.Profile:
@@ -33,7 +33,7 @@ def _run_locally(profile: config.Profile, pipeline_root: Path, model_repo: Path,
                  **kwargs):
     """One local run under the pipeline root's lock, recorded in its history; TFX, Beam and
     TensorFlow logs go to a file unless ``verbose``. Returns the run result."""
-    from pipelines import console, scheduler
+    from emotion_ai.pipelines import console, scheduler
 
     log_file = console.log_path(pipeline_root)
     if not verbose:
@@ -41,7 +41,9 @@ def _run_locally(profile: config.Profile, pipeline_root: Path, model_repo: Path,
     finished = {}
     with console.quiet_logs(log_file, verbose) as out:
         def one_run():
-            from pipelines import local_runner  # under the lock, and inside the redirection: TFX's import prints pages
+            from emotion_ai.pipelines import (
+                local_runner,  # under the lock, and inside the redirection: TFX's import prints pages
+            )
 
             finished["result"] = local_runner.run(profile, pipeline_root, model_repo, data_dir,
                                                   progress=lambda line: print(line, file=out, flush=True), **kwargs)
@@ -69,8 +71,8 @@ def _run_locally(profile: config.Profile, pipeline_root: Path, model_repo: Path,
 def run(profile, keypoints_csvs, emotion_csvs, data_dir, pipeline_root, model_repo, allow_other_profile, no_cache,
         verbose) -> None:
     """Run the whole two-branch pipeline on the local Beam runner."""
-    from data.readers import InputDataError
-    from pipelines import scheduler
+    from emotion_ai.data.readers import InputDataError
+    from emotion_ai.pipelines import scheduler
 
     chosen = _profile(profile)
     try:
@@ -79,7 +81,7 @@ def run(profile, keypoints_csvs, emotion_csvs, data_dir, pipeline_root, model_re
                               allow_other_profile=allow_other_profile)
     except (InputDataError, scheduler.RunBusyError) as exc:
         raise click.ClickException(str(exc)) from None
-    from pipelines import local_runner
+    from emotion_ai.pipelines import local_runner
 
     click.echo(local_runner.format_summary(result))
 
@@ -91,8 +93,8 @@ def run(profile, keypoints_csvs, emotion_csvs, data_dir, pipeline_root, model_re
 @click.option("--out", type=click.Path(path_type=Path), default=Path("metrics.json"), show_default=True)
 def evaluate(model_repo, keypoints_csv, emotion_csv, out) -> None:
     """Score the newest pushed models, through their serving signatures, on CSVs."""
-    from data.readers import InputDataError
-    from pipelines import evaluate as evaluation
+    from emotion_ai.data.readers import InputDataError
+    from emotion_ai.pipelines import evaluate as evaluation
 
     if not keypoints_csv and not emotion_csv:
         raise click.UsageError("give --keypoints-csv and/or --emotion-csv")
@@ -116,7 +118,7 @@ def report(run_id, pipeline_root, out) -> None:
     if not metadata.is_file():  # checked before TensorFlow is imported
         raise click.ClickException(f"{pipeline_root}: no pipeline run here (no {config.METADATA_FILE}); "
                                    "run `emotion-ai run` first or pass --pipeline-root")
-    from pipelines import report as report_lib
+    from emotion_ai.pipelines import report as report_lib
 
     try:
         path = report_lib.write(pipeline_root, None if run_id == "latest" else run_id, out)
@@ -141,7 +143,7 @@ def schedule(cron, profile, data_dir, pipeline_root, model_repo, max_runs, verbo
     if not croniter.is_valid(cron):  # before TensorFlow is imported: a typo costs a second, not thirty
         raise click.ClickException(f"invalid cron expression {cron!r}: 5 fields (minute hour day-of-month month "
                                    "day-of-week), or 6 with seconds last")
-    from pipelines import console, scheduler
+    from emotion_ai.pipelines import console, scheduler
 
     chosen = _profile(profile)
     repo = _model_repo(model_repo, chosen)
@@ -150,7 +152,7 @@ def schedule(cron, profile, data_dir, pipeline_root, model_repo, max_runs, verbo
         log_file = console.log_path(pipeline_root)
         click.echo(f"scheduled run, profile {chosen.name}: full log in {log_file}")
         with console.quiet_logs(log_file, verbose) as out:
-            from pipelines import local_runner
+            from emotion_ai.pipelines import local_runner
 
             result = local_runner.run(chosen, pipeline_root, repo, data_dir,
                                       progress=lambda line: print(line, file=out, flush=True))
@@ -165,7 +167,7 @@ def schedule(cron, profile, data_dir, pipeline_root, model_repo, max_runs, verbo
 @click.option("--last", type=int, default=20, show_default=True)
 def runs(pipeline_root, last) -> None:
     """List the run history: every manual and scheduled run of this pipeline root."""
-    from pipelines import scheduler
+    from emotion_ai.pipelines import scheduler
 
     entries = scheduler.read_history(pipeline_root)[-last:]
     if not entries:
@@ -189,7 +191,7 @@ def runs(pipeline_root, last) -> None:
 @click.option("--max-request-mb", type=float, default=16.0, show_default=True)
 def serve(model_repo, host, port, poll_seconds, max_request_mb) -> None:
     """Serve the pushed models over TF Serving's REST API (no Docker needed)."""
-    from serving import server
+    from emotion_ai.serving import server
 
     try:
         server.serve(model_repo, host, port, poll_seconds, int(max_request_mb * 1024 * 1024))
@@ -206,14 +208,14 @@ def serve(model_repo, host, port, poll_seconds, max_request_mb) -> None:
 def rollback(model, version, latest, model_repo) -> None:
     """Pin MODEL to an earlier version in models.config (TF Serving's `specific` policy),
     which `serve` and TF Serving pick up on their next poll; pushes keep the pin."""
-    from serving import repository_config
+    from emotion_ai.components import model_repository
 
     if latest and version is not None:
         raise click.UsageError("--to and --latest exclude each other")
-    available = repository_config.version_dirs(Path(model_repo) / model)
+    available = model_repository.version_dirs(Path(model_repo) / model)
     if not available:
         raise click.ClickException(f"{Path(model_repo) / model}: no pushed version of {model!r}")
-    pins = repository_config.read_pins(model_repo)
+    pins = model_repository.read_pins(model_repo)
     if not latest and version is None:
         current = pins.get(model, available[-1])
         earlier = [v for v in available if v < current]
@@ -222,7 +224,7 @@ def rollback(model, version, latest, model_repo) -> None:
                                        f"(versions: {', '.join(map(str, available))})")
         version = earlier[-1]
     try:
-        repository_config.set_pin(model_repo, model, None if latest else version)
+        model_repository.set_pin(model_repo, model, None if latest else version)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     if latest:
@@ -241,11 +243,11 @@ def predict(inputs, server, model_repo, out) -> None:
     """Find faces in photos (or score dataset CSVs): key points, expression, JSON + annotated image."""
     from tqdm import tqdm
 
-    from serving import predict as predict_lib
-    from serving.client import ServingError
+    from emotion_ai.serving import predict as predict_lib
+    from emotion_ai.serving.client import ServingError
 
     try:
-        summaries, errors = predict_lib.run(list(inputs), out, model_repo=model_repo, server=server,
+        summaries, errors = predict_lib.run(list(inputs), out, model_repo=None if server else model_repo, server=server,
                                             progress=lambda xs: tqdm(xs, desc="predict", unit="file"))
     except (FileNotFoundError, ServingError) as error:
         raise click.ClickException(str(error)) from error
@@ -274,7 +276,7 @@ def predict(inputs, server, model_repo, out) -> None:
               help="Beam pipeline argument (repeatable), e.g. --runner=DataflowRunner")
 def compile_kubeflow(out, image, pipeline_root, model_repo, profile, beam_args) -> None:
     """Compile the same pipeline into a Kubeflow Pipelines v2 spec."""
-    from kubeflow import runner
+    from emotion_ai.kubeflow import runner
 
     kwargs = {"beam_args": beam_args} if beam_args else {}
     path = runner.compile_pipeline(out, image=image or runner.DEFAULT_IMAGE, pipeline_root=pipeline_root,
@@ -293,7 +295,7 @@ def compile_kubeflow(out, image, pipeline_root, model_repo, profile, beam_args) 
 @click.option("--namespace", default=None, help="Kubeflow profile namespace (multi-user installs)")
 def deploy_kubeflow(host, cron, spec, experiment, namespace) -> None:
     """Upload the compiled spec to Kubeflow Pipelines and schedule it (replaces an earlier schedule)."""
-    from kubeflow import deploy
+    from emotion_ai.kubeflow import deploy
 
     try:
         result = deploy.deploy(spec, host, cron, experiment=experiment, namespace=namespace)
@@ -310,7 +312,7 @@ def deploy_kubeflow(host, cron, spec, experiment, namespace) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="File to write. Default: standard output.")
 def kserve_manifests(model_repo, namespace, out) -> None:
     """Print (or write) KServe InferenceService manifests (TensorFlow format) for both models."""
-    from kubeflow import kserve
+    from emotion_ai.kubeflow import kserve
 
     if out is None:
         click.echo(kserve.render(model_repo or kserve.DEFAULT_MODEL_REPO_URI, namespace), nl=False)
@@ -330,7 +332,7 @@ def generate_data(out, seed, keypoint_rows, emotion_rows) -> None:
     """Write the deterministic synthetic sample data in the two real CSV formats."""
     import secrets
 
-    from data import generator
+    from emotion_ai.data import generator
 
     if seed is None:
         seed = generator.TRAINING_SEED

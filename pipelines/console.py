@@ -22,7 +22,7 @@ from typing import TextIO
 
 LOG_DIR = "logs"  # under the pipeline root
 _NODE = re.compile(r"node (\S+) is (running|finished)\.")
-_EPOCH = re.compile(r"epoch (\d+)/(\d+) done in")  # components/common/training.EpochTimer
+_EPOCH = re.compile(r"epoch (\d+)/(\d+) done in")  # components/common/callbacks.EpochTimer
 EPOCH_LINES = 5  # progress lines per training, besides its start and end
 
 
@@ -139,7 +139,7 @@ class ComponentProgress(logging.Handler):
 
 def expected_seconds(pipeline_root: Path, max_runs: int = 20) -> dict[str, float]:
     """Per component, its time in the newest earlier run where it really ran (not cached)."""
-    from pipelines import run_summary
+    from emotion_ai.pipelines import run_summary
 
     try:
         store = run_summary.open_store(pipeline_root)

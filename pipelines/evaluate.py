@@ -1,8 +1,8 @@
 """``emotion-ai evaluate``: score the pushed models on any CSV in the real formats.
 
 Rows go through the same validation as pipeline input (bad rows are counted as rejected),
-then through the served models' signatures in batches. Metrics are computed here (numpy for
-the key points, scikit-learn for the classes), independent of the training code.
+then through the served models' signatures in batches. The metrics are each branch's own
+(``components.<branch>.metrics``, numpy and scikit-learn), the ones the report shows.
 """
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data import readers
-from pipelines import config
+from emotion_ai.components import spec
+from emotion_ai.components.emotion import metrics as emotion_metrics
+from emotion_ai.components.keypoints import metrics as keypoint_metrics
+from emotion_ai.data import readers
 
 BATCH = 64
 
@@ -25,44 +27,6 @@ def _valid_rows(kind: str, path: Path):
     return good, rejected
 
 
-def keypoint_metrics(truth: np.ndarray, pred: np.ndarray) -> dict:
-    """RMSE over known coordinates (Kaggle's metric), per point, and mean point distance."""
-    known = truth > config.MISSING_COORDINATE + 0.5
-    err = np.where(known, pred - truth, 0.0)
-    per_point = {}
-    for i, name in enumerate(config.KEYPOINT_NAMES):
-        k = known[:, 2 * i:2 * i + 2]
-        per_point[name] = float(np.sqrt((err[:, 2 * i:2 * i + 2] ** 2).sum() / k.sum())) if k.any() else None
-    both = known.reshape(-1, 15, 2).all(-1)
-    dist = np.sqrt((err.reshape(-1, 15, 2) ** 2).sum(-1))[both]
-    return {
-        "rmse_px": float(np.sqrt((err ** 2).sum() / max(known.sum(), 1))),
-        "per_point_rmse_px": per_point,
-        "mean_point_error_px": float(dist.mean()) if dist.size else None,
-        "coordinates_scored": int(known.sum()),
-    }
-
-
-def emotion_metrics(truth: np.ndarray, pred: np.ndarray) -> dict:
-    """Accuracy, macro F1 (over the classes that occur), per-class precision/recall/F1/support,
-    confusion matrix (scikit-learn; a class never predicted has precision 0)."""
-    from sklearn import metrics
-
-    labels = list(range(len(config.EMOTION_CLASSES)))
-    cm = metrics.confusion_matrix(truth, pred, labels=labels) if len(truth) else np.zeros((len(labels),) * 2, int)
-    precision, recall, f1, support = metrics.precision_recall_fscore_support(
-        truth, pred, labels=labels, zero_division=0) if len(truth) else np.zeros((4, len(labels)))
-    per_class = {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                        "support": int(support[i])} for i, name in enumerate(config.EMOTION_CLASSES)}
-    occurring = [i for i in labels if support[i]]
-    return {
-        "accuracy": float(metrics.accuracy_score(truth, pred)) if len(truth) else 0.0,
-        "macro_f1": float(np.mean(f1[occurring])) if occurring else 0.0,
-        "per_class": per_class,
-        "confusion_matrix": {"labels": list(config.EMOTION_CLASSES), "rows_true_columns_predicted": cm.tolist()},
-    }
-
-
 def _predict(model, strings, desc):
     outputs = []
     for start in tqdm(range(0, len(strings), BATCH), desc=desc, unit="batch", leave=False):
@@ -71,27 +35,29 @@ def _predict(model, strings, desc):
 
 
 def evaluate(model_repo: Path, keypoints_csv: Path | None = None, emotion_csv: Path | None = None) -> dict:
-    from serving.local_model import ServedModel  # loads TensorFlow
+    from emotion_ai.serving.local_model import ServedModel  # loads TensorFlow
 
     result: dict = {}
     if keypoints_csv:
         rows, rejected = _valid_rows("keypoints", keypoints_csv)
         model = ServedModel(model_repo, "keypoints")
         outs = _predict(model, [r[-1] for r in rows], "keypoints")
-        pred = np.concatenate([o[config.KEYPOINTS_OUTPUT] for o in outs]) if outs else np.zeros((0, 30))
-        truth = np.array([[float(v) for v in r[:30]] for r in rows]).reshape(-1, 30)
+        n = keypoint_metrics.N_COORDINATES  # a staged record: the coordinates, then the image
+        pred = np.concatenate([o[spec.KEYPOINTS_OUTPUT] for o in outs]) if outs else np.zeros((0, n))
+        truth = np.array([[float(v) for v in r[:n]] for r in rows]).reshape(-1, n)
         result["keypoints"] = {"model_version": model.version, "csv": str(keypoints_csv),
                                "rows_scored": len(rows), "rows_rejected": len(rejected),
-                               **keypoint_metrics(truth, pred)}
+                               **keypoint_metrics.keypoint_metrics(truth, pred)}
     if emotion_csv:
         rows, rejected = _valid_rows("emotion", emotion_csv)
         model = ServedModel(model_repo, "emotion")
         outs = _predict(model, [r[1] for r in rows], "emotion")
-        probs = np.concatenate([o[config.EMOTION_OUTPUT] for o in outs]) if outs else np.zeros((0, 5))
+        probs = (np.concatenate([o[spec.EMOTION_OUTPUT] for o in outs]) if outs
+                 else np.zeros((0, len(spec.EMOTION_CLASSES))))
         truth = np.array([int(r[0]) for r in rows], dtype=int)
         result["emotion"] = {"model_version": model.version, "csv": str(emotion_csv),
                              "rows_scored": len(rows), "rows_rejected": len(rejected),
-                             **emotion_metrics(truth, probs.argmax(-1))}
+                             **emotion_metrics.classification_metrics(truth, probs.argmax(-1))}
     return result
 
 

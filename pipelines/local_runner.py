@@ -15,9 +15,10 @@ from absl import logging as absl_logging
 from tfx import v1 as tfx
 from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
-from data import generator, readers
-from pipelines import config, console, report, run_summary, tracking
-from pipelines.pipeline import create_pipeline
+from emotion_ai.components import spec
+from emotion_ai.data import generator, readers
+from emotion_ai.pipelines import config, console, report, run_summary, tracking
+from emotion_ai.pipelines.pipeline import create_pipeline
 
 log = logging.getLogger("emotion_ai")
 
@@ -205,7 +206,7 @@ def format_summary(result: RunResult) -> str:
     lines = [f"Run {result.summary.run_id}"]
     if ctx:
         lines.append(f"  profile {ctx.profile}; code {ctx.code_version}")
-    for branch in config.BRANCHES:
+    for branch in spec.BRANCHES:
         b = result.summary.branches[branch.name]
         st = result.staged[branch.name]
         lines.append(f"  {branch.name}:")

@@ -18,12 +18,12 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts
 
-from components import repository_pusher
-from pipelines import config
+from emotion_ai.components import repository_pusher, spec
+from emotion_ai.pipelines import config
 
 _MODULES = {
-    "keypoints": ("components.keypoints.transform.preprocessing_fn", "components.keypoints.trainer.run_fn"),
-    "emotion": ("components.emotion.transform.preprocessing_fn", "components.emotion.trainer.run_fn"),
+    name: (f"emotion_ai.components.{name}.transform.preprocessing_fn", f"emotion_ai.components.{name}.trainer.run_fn")
+    for name in ("keypoints", "emotion")
 }
 
 
@@ -36,11 +36,11 @@ def _model_spec(label_key: str, prediction_key: str) -> tfma.ModelSpec:
 def keypoints_eval_config(thresholds: config.Thresholds) -> tfma.EvalConfig:
     """Gate: RMSE in pixels over known key points, absolute bound and no regression."""
     return tfma.EvalConfig(
-        model_specs=[_model_spec(config.KEYPOINTS_PIXELS, config.KEYPOINTS_OUTPUT)],
+        model_specs=[_model_spec(spec.KEYPOINTS_PIXELS, spec.KEYPOINTS_OUTPUT)],
         slicing_specs=[tfma.SlicingSpec()],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(
-                class_name="MaskedPixelRMSE", module="components.keypoints.metrics",
+                class_name="MaskedPixelRMSE", module="emotion_ai.components.keypoints.metrics",
                 config='"name": "rmse_px"',
                 per_slice_thresholds=overall_only(tfma.MetricThreshold(
                     value_threshold=tfma.GenericValueThreshold(
@@ -71,15 +71,15 @@ def emotion_eval_config(thresholds: config.Thresholds) -> tfma.EvalConfig:
     regression against the baseline. Slicing by the true class reports per-class recall
     (accuracy within a true-class slice is that class's recall)."""
     return tfma.EvalConfig(
-        model_specs=[_model_spec(config.EMOTION_LABEL, config.EMOTION_OUTPUT)],
-        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[config.EMOTION_LABEL_COLUMN])],
+        model_specs=[_model_spec(spec.EMOTION_LABEL, spec.EMOTION_OUTPUT)],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[spec.EMOTION_LABEL_COLUMN])],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(
                 class_name="SparseCategoricalAccuracy", config='"name": "accuracy"',
                 per_slice_thresholds=_floor_and_no_regression(thresholds.emotion_min_accuracy,
                                                    thresholds.emotion_accuracy_change)),
             tfma.MetricConfig(
-                class_name="MacroRecall", module="components.emotion.metrics",
+                class_name="MacroRecall", module="emotion_ai.components.emotion.metrics",
                 per_slice_thresholds=_floor_and_no_regression(thresholds.emotion_min_macro_recall,
                                                    thresholds.emotion_macro_recall_change)),
             tfma.MetricConfig(class_name="ExampleCount"),
@@ -90,7 +90,7 @@ def emotion_eval_config(thresholds: config.Thresholds) -> tfma.EvalConfig:
 _EVAL_CONFIGS = {"keypoints": keypoints_eval_config, "emotion": emotion_eval_config}
 
 
-def _branch(branch: config.Branch, input_base: str, profile: config.Profile, model_repo: str,
+def _branch(branch: spec.Branch, input_base: str, profile: config.Profile, model_repo: str,
             allow_other_profile: bool) -> list:
     """The nine components of one model branch."""
     code_version = config.code_fingerprint(branch.name)
@@ -173,7 +173,7 @@ def create_pipeline(
 ) -> tfx.dsl.Pipeline:
     """Both branches in one pipeline. Inputs are folders of staged CSVs (or URIs).
     ``allow_other_profile`` lets the Pushers write into a repository another profile owns."""
-    components = [c for branch, input_base in ((config.KEYPOINTS, keypoints_input), (config.EMOTION, emotion_input))
+    components = [c for branch, input_base in ((spec.KEYPOINTS, keypoints_input), (spec.EMOTION, emotion_input))
                   for c in _branch(branch, input_base, profile, model_repo, allow_other_profile)]
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,

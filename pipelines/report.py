@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry to set up
 
-from pipelines import config, run_summary
-from pipelines.evaluate import emotion_metrics, keypoint_metrics
+from emotion_ai.components import spec
+from emotion_ai.components.emotion import metrics as emotion_metrics
+from emotion_ai.components.keypoints import metrics as keypoint_metrics
+from emotion_ai.pipelines import config, run_summary
 
 MAX_EVAL_EXAMPLES = 512
 GRID = 12
@@ -45,7 +47,7 @@ def _split_examples(examples_uri: str, split: str, limit: int = MAX_EVAL_EXAMPLE
 
 
 def _rejected(pipeline_root: Path, kind: str) -> list[dict]:
-    path = Path(pipeline_root) / config.REJECTED_DIR / f"{kind}.csv"
+    path = Path(pipeline_root) / spec.REJECTED_DIR / f"{kind}.csv"
     if not path.exists():
         return []
     with open(path, newline="") as f:
@@ -53,11 +55,9 @@ def _rejected(pipeline_root: Path, kind: str) -> list[dict]:
 
 
 def _predict(model_uri: str, examples: list[dict], feature: str) -> dict[str, np.ndarray]:
-    import tensorflow as tf
+    from emotion_ai.serving.local_model import LoadedModel  # loads TensorFlow
 
-    model = tf.saved_model.load(model_uri)
-    out = model.signatures["serving_pixels"](pixels=tf.constant([e[feature] for e in examples]))
-    return {k: v.numpy() for k, v in out.items()}
+    return LoadedModel(model_uri).predict_pixel_strings([e[feature] for e in examples])
 
 
 # --- plots ----------------------------------------------------------------------------
@@ -88,7 +88,7 @@ def _face_grid(images, titles, points_true=None, points_pred=None, cols=6, color
             continue
         ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
         true = points_true[i].reshape(-1, 2) if points_true is not None else None
-        known = true[:, 0] > config.MISSING_COORDINATE + 0.5 if true is not None else None
+        known = keypoint_metrics.known(true[:, 0]) if true is not None else None
         if points_pred is not None:
             pred = points_pred[i].reshape(-1, 2)
             if true is not None:  # an error line from each true point to its prediction
@@ -107,7 +107,7 @@ def _confusion_plot(cm: np.ndarray) -> str:
     ax = fig.subplots()
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    labels = config.EMOTION_CLASSES
+    labels = spec.EMOTION_CLASSES
     ax.set_xticks(range(5), labels, rotation=35, fontsize=8)
     ax.set_yticks(range(5), labels, fontsize=8)
     ax.set_xlabel("predicted")
@@ -185,12 +185,12 @@ def _section(title: str, b, examples, pixel_column: str, body) -> str:
 
 def _emotion_body(e, examples, out) -> str:
     parts = []
-    truth = np.array([int(x[config.EMOTION_LABEL_COLUMN]) for x in examples])
-    pred = out[config.EMOTION_OUTPUT].argmax(-1)
-    m = emotion_metrics(truth, pred)
+    truth = np.array([int(x[spec.EMOTION_LABEL_COLUMN]) for x in examples])
+    pred = out[spec.EMOTION_OUTPUT].argmax(-1)
+    m = emotion_metrics.classification_metrics(truth, pred)
     per = m["per_class"]
     rows = [[html.escape(n), _fmt(v["precision"]), _fmt(v["recall"]), _fmt(v["f1"]), v["support"],
-             _fmt(e.per_slice.get(f"{config.EMOTION_LABEL_COLUMN}={i}", {}).get("accuracy"))]
+             _fmt(e.per_slice.get(f"{spec.EMOTION_LABEL_COLUMN}={i}", {}).get("accuracy"))]
             for i, (n, v) in enumerate(per.items())]
     parts.append(f"<p>Candidate, TFMA on {_evaluated_on(e)}: {_metrics_line(e.candidate)}. "
                  f"Tables and plots below: the first {len(examples)} examples of the same split, through the "
@@ -203,8 +203,8 @@ def _emotion_body(e, examples, out) -> str:
         "Per-class precision and recall", "score", limit=1.0), "per-class precision and recall") + "</div>")
     wrong = np.flatnonzero(pred != truth)[:GRID]
     if len(wrong):
-        images = [_image(examples[i][config.EMOTION_PIXELS_COLUMN], config.EMOTION_IMAGE_SIZE) for i in wrong]
-        titles = [f"true {config.EMOTION_CLASSES[truth[i]]}\npred {config.EMOTION_CLASSES[pred[i]]}" for i in wrong]
+        images = [_image(examples[i][spec.EMOTION_PIXELS_COLUMN], spec.EMOTION_IMAGE_SIZE) for i in wrong]
+        titles = [f"true {spec.EMOTION_CLASSES[truth[i]]}\npred {spec.EMOTION_CLASSES[pred[i]]}" for i in wrong]
         parts.append("<h3>Misclassified examples</h3>" + _img(_face_grid(images, titles), "misclassified examples"))
     else:
         parts.append("<p>No misclassified example among those plotted.</p>")
@@ -213,9 +213,9 @@ def _emotion_body(e, examples, out) -> str:
 
 def _keypoints_body(e, examples, out) -> str:
     parts = []
-    pred = out[config.KEYPOINTS_OUTPUT]
-    truth = np.array([[float(x[c]) for c in config.KEYPOINT_COLUMNS] for x in examples])
-    m = keypoint_metrics(truth, pred)
+    pred = out[spec.KEYPOINTS_OUTPUT]
+    truth = np.array([[float(x[c]) for c in spec.KEYPOINT_COLUMNS] for x in examples])
+    m = keypoint_metrics.keypoint_metrics(truth, pred)
     parts.append(f"<p>Candidate, TFMA on {_evaluated_on(e)}: {_metrics_line(e.candidate)}. Plots below: the first "
                  f"{len(examples)} examples of the same split through the candidate's serving signature "
                  f"(RMSE {m['rmse_px']:.3f} px, "
@@ -223,9 +223,8 @@ def _keypoints_body(e, examples, out) -> str:
     names = list(m["per_point_rmse_px"])
     parts.append(_img(_bars(names, {"RMSE (px)": list(m["per_point_rmse_px"].values())},
                             "Per-key-point error (RMSE, px)", "px", horizontal=True), "per-key-point error"))
-    known = truth > config.MISSING_COORDINATE + 0.5
-    row_err = np.sqrt((np.where(known, pred - truth, 0) ** 2).sum(1) / np.maximum(known.sum(1), 1))
-    images = [_image(x[config.KEYPOINT_IMAGE_COLUMN], config.KEYPOINT_IMAGE_SIZE) for x in examples]
+    row_err = keypoint_metrics.rmse_per_row(truth, pred)
+    images = [_image(x[spec.KEYPOINT_IMAGE_COLUMN], spec.KEYPOINT_IMAGE_SIZE) for x in examples]
     sample = list(range(min(GRID, len(examples))))
     legend = "true: green rings; predicted: red crosses; yellow line: the error"
     parts.append(f"<h3>Predicted vs true key points</h3><p class=meta>{legend}</p>" + _img(_face_grid(
@@ -246,7 +245,7 @@ def _data_section(pipeline_root, summary, kp_examples, em_examples) -> str:
     parts = ["<h2>Data</h2>"]
     rows = []
     splits = (config.TRAIN_SPLIT, config.EVAL_SPLIT, config.TEST_SPLIT)
-    for branch in config.BRANCHES:
+    for branch in spec.BRANCHES:
         b = summary.branches[branch.name]
         rejected = _rejected(pipeline_root, branch.name)
         n_anom = sum(len(v) for v in b.anomalies.values())
@@ -255,7 +254,7 @@ def _data_section(pipeline_root, summary, kp_examples, em_examples) -> str:
     parts.append(_table(["dataset"] + [f"{s} examples" for s in splits] + ["rows rejected", "anomalies"], rows))
     parts.append("<p class=meta>" + "; ".join(f"<b>{s}</b> {html.escape(config.SPLIT_ROLES[s])}" for s in splits)
                  + ".</p>")
-    for branch in config.BRANCHES:
+    for branch in spec.BRANCHES:
         b = summary.branches[branch.name]
         items = [f"<li>[{html.escape(s)}] {html.escape(a)}</li>" for s, v in b.anomalies.items() for a in v]
         if items:
@@ -267,21 +266,21 @@ def _data_section(pipeline_root, summary, kp_examples, em_examples) -> str:
                 [[html.escape(r["file"]), r["line"], html.escape(r["reason"])] for r in rejected[:20]])
                 + (f"<p>… and {len(rejected) - 20} more in the rejected-rows file.</p>" if len(rejected) > 20 else ""))
     if em_examples:
-        labels = np.bincount([int(x[config.EMOTION_LABEL_COLUMN]) for x in em_examples],
-                             minlength=len(config.EMOTION_CLASSES))
-        parts.append('<div class="row">' + _img(_bars(list(config.EMOTION_CLASSES), {"examples": labels.tolist()},
+        labels = np.bincount([int(x[spec.EMOTION_LABEL_COLUMN]) for x in em_examples],
+                             minlength=len(spec.EMOTION_CLASSES))
+        parts.append('<div class="row">' + _img(_bars(list(spec.EMOTION_CLASSES), {"examples": labels.tolist()},
                                                       f"Class balance ({config.TEST_SPLIT} examples plotted)",
                                                       "examples"), "class balance"))
         sample = em_examples[:6]
-        parts.append(_img(_face_grid([_image(x[config.EMOTION_PIXELS_COLUMN], config.EMOTION_IMAGE_SIZE)
+        parts.append(_img(_face_grid([_image(x[spec.EMOTION_PIXELS_COLUMN], spec.EMOTION_IMAGE_SIZE)
                                       for x in sample],
-                                     [config.EMOTION_CLASSES[int(x[config.EMOTION_LABEL_COLUMN])] for x in sample]),
+                                     [spec.EMOTION_CLASSES[int(x[spec.EMOTION_LABEL_COLUMN])] for x in sample]),
                           "sample expression images") + "</div>")
     if kp_examples:
         sample = kp_examples[:6]
-        truth = np.array([[float(x[c]) for c in config.KEYPOINT_COLUMNS] for x in sample])
+        truth = np.array([[float(x[c]) for c in spec.KEYPOINT_COLUMNS] for x in sample])
         parts.append("<h3>Sample key-point images with their labels</h3>" + _img(_face_grid(
-            [_image(x[config.KEYPOINT_IMAGE_COLUMN], config.KEYPOINT_IMAGE_SIZE) for x in sample],
+            [_image(x[spec.KEYPOINT_IMAGE_COLUMN], spec.KEYPOINT_IMAGE_SIZE) for x in sample],
             [f"example {i}" for i in range(len(sample))], truth), "sample key-point images"))
     return "\n".join(parts)
 
@@ -309,7 +308,7 @@ def _context_rows(context, summary) -> list[list[str]]:
 
 def _gate_rows(summary) -> list[list[str]]:
     rows = []
-    for branch in config.BRANCHES:
+    for branch in spec.BRANCHES:
         e = summary.branches[branch.name].evaluation
         if e is None:
             continue
@@ -322,7 +321,7 @@ def _gate_rows(summary) -> list[list[str]]:
 
 def _baseline_notes(summary) -> str:
     notes = []
-    for branch in config.BRANCHES:
+    for branch in spec.BRANCHES:
         e = summary.branches[branch.name].evaluation
         if e is None:
             continue
@@ -339,7 +338,7 @@ def _baseline_notes(summary) -> str:
 
 def _header(summary, context, run_time: str) -> str:
     rows = []
-    for branch in config.BRANCHES:
+    for branch in spec.BRANCHES:
         b = summary.branches[branch.name]
         push = (f"version {b.pushed_version}" if b.pushed and not b.identical_to_version
                 else f"nothing new (same as version {b.identical_to_version})" if b.identical_to_version
@@ -387,15 +386,15 @@ def render(pipeline_root: Path, run_id: str | None = None) -> tuple[str, str]:
     """Build the report of one run (latest by default); return ``(run_id, html)``."""
     summary = run_summary.summarize(pipeline_root, run_id)
     examples = {}
-    for branch in config.BRANCHES:
+    for branch in spec.BRANCHES:
         gen = summary.component(branch.component_id("CsvExampleGen"))
         examples[branch.name] = (_split_examples(gen.outputs["examples"][0].uri, config.TEST_SPLIT)
                                  if gen and gen.outputs.get("examples") else [])
     body = [_header(summary, _context(pipeline_root, summary.run_id), _run_time(summary.run_id)),
-            _section("Expressions", summary.branches["emotion"], examples["emotion"], config.EMOTION_PIXELS_COLUMN,
+            _section("Expressions", summary.branches["emotion"], examples["emotion"], spec.EMOTION_PIXELS_COLUMN,
                      _emotion_body),
             _section("Key points", summary.branches["keypoints"], examples["keypoints"],
-                     config.KEYPOINT_IMAGE_COLUMN, _keypoints_body),
+                     spec.KEYPOINT_IMAGE_COLUMN, _keypoints_body),
             _data_section(pipeline_root, summary, examples["keypoints"], examples["emotion"])]
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Run {html.escape(summary.run_id)}"
             f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>")

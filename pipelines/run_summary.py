@@ -15,7 +15,8 @@ from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
 
-from pipelines import config
+from emotion_ai.components import spec
+from emotion_ai.pipelines import config
 
 _STATES = {metadata_store_pb2.Execution.COMPLETE: "complete", metadata_store_pb2.Execution.CACHED: "cached",
            metadata_store_pb2.Execution.FAILED: "failed", metadata_store_pb2.Execution.RUNNING: "running",
@@ -192,7 +193,7 @@ def read_evaluation(uri: str, split: str = config.TEST_SPLIT) -> Evaluation:
     import tensorflow_model_analysis as tfma  # heavy; only when there is an evaluation
 
     eval_config = tfma.load_eval_result(uri).config
-    baseline_names = {spec.name for spec in eval_config.model_specs if spec.is_baseline}
+    baseline_names = {model.name for model in eval_config.model_specs if model.is_baseline}
     candidate, baseline, change, per_slice = {}, {}, {}, {}
     for slice_metrics in tfma.load_metrics(uri):
         where = _slice_name(slice_metrics.slice_key)
@@ -229,8 +230,8 @@ def _gated_metrics(eval_config) -> list[tuple[str, str, str]]:
     import json
 
     found = []
-    for spec in eval_config.metrics_specs:
-        for metric in spec.metrics:
+    for metrics_spec in eval_config.metrics_specs:
+        for metric in metrics_spec.metrics:
             thresholds = ([metric.threshold] if metric.HasField("threshold") else []) + [
                 t.threshold for t in metric.per_slice_thresholds]
             if not thresholds:
@@ -272,7 +273,7 @@ def summarize(pipeline_root: Path, run_id: str | None = None) -> RunSummary:
         raise KeyError(f"{pipeline_root}: no pipeline run recorded")
     components = component_runs(store, run_id)
     summary = RunSummary(run_id, components, {})
-    for branch in config.BRANCHES:
+    for branch in spec.BRANCHES:
         cid = branch.component_id
         evaluation, blessed = None, None
         evaluator = summary.component(cid("Evaluator"))

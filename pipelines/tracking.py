@@ -10,7 +10,8 @@ import json
 import os
 from pathlib import Path
 
-from pipelines import config
+from emotion_ai.components import spec
+from emotion_ai.pipelines import config
 
 
 def tracking_uri(pipeline_root: Path) -> str:
@@ -73,7 +74,7 @@ def track(result, profile: config.Profile, pipeline_root: Path) -> str:
         mlflow.log_metric("wall_seconds", sum(c.seconds for c in summary.components))
         if result.report_path:
             mlflow.log_artifact(str(result.report_path))
-        for branch in config.BRANCHES:
+        for branch in spec.BRANCHES:
             b = summary.branches[branch.name]
             with mlflow.start_run(experiment_id=experiment_id, run_name=branch.name, nested=True) as child:
                 mlflow.log_params(getattr(profile, branch.name).flat())

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipelines import config
+from emotion_ai.components import spec
 
 CASCADE = "haarcascade_frontalface_default.xml"
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -44,9 +44,9 @@ class LocalModels:
     """Both models in-process from the model repository (their serving signatures)."""
 
     def __init__(self, model_repo: Path):
-        from serving.local_model import ServedModel
+        from emotion_ai.serving.local_model import ServedModel
 
-        self._models = {b.name: ServedModel(model_repo, b.name) for b in config.BRANCHES}
+        self._models = {b.name: ServedModel(model_repo, b.name) for b in spec.BRANCHES}
         self.source = ", ".join(f"{m.name} v{m.version}" for m in self._models.values())
 
     def images(self, model: str, encoded: list[bytes]) -> dict[str, np.ndarray]:
@@ -60,11 +60,11 @@ class RemoteModels:
     """Both models through a TF Serving REST endpoint."""
 
     def __init__(self, url: str):
-        from serving.client import ServingClient
+        from emotion_ai.serving.client import ServingClient
 
         self._client = ServingClient(url)
         versions = {b.name: self._client.status(b.name)["model_version_status"][0]["version"]
-                    for b in config.BRANCHES}
+                    for b in spec.BRANCHES}
         self.source = f"{url} (" + ", ".join(f"{k} v{v}" for k, v in versions.items()) + ")"
 
     def images(self, model: str, encoded: list[bytes]) -> dict[str, np.ndarray]:
@@ -79,14 +79,14 @@ def _text(value) -> str:
 
 
 def _emotion(outputs: dict[str, np.ndarray], i: int) -> dict:
-    probabilities = outputs[config.EMOTION_OUTPUT][i]
+    probabilities = outputs[spec.EMOTION_OUTPUT][i]
     return {"label": _text(outputs["label"][i]),
-            "probabilities": {c: round(float(p), 4) for c, p in zip(config.EMOTION_CLASSES, probabilities)}}
+            "probabilities": {c: round(float(p), 4) for c, p in zip(spec.EMOTION_CLASSES, probabilities)}}
 
 
 def _points(coords: np.ndarray, dx: float = 0.0, dy: float = 0.0) -> dict:
     xy = np.asarray(coords, dtype=float).reshape(-1, 2) + [dx, dy]
-    return {name: [round(float(x), 2), round(float(y), 2)] for name, (x, y) in zip(config.KEYPOINT_NAMES, xy)}
+    return {name: [round(float(x), 2), round(float(y), 2)] for name, (x, y) in zip(spec.KEYPOINT_NAMES, xy)}
 
 
 def read_photo(path: Path) -> np.ndarray:
@@ -108,8 +108,8 @@ def predict_photo(path: Path, models, detector: FaceDetector) -> tuple[dict, np.
               "faces": []}
     if boxes:
         crops = [cv2.imencode(".png", image[y:y + h, x:x + w])[1].tobytes() for x, y, w, h in boxes]
-        keypoints = models.images(config.KEYPOINTS.name, crops)[config.KEYPOINTS_OUTPUT]
-        emotions = models.images(config.EMOTION.name, crops)
+        keypoints = models.images(spec.KEYPOINTS.name, crops)[spec.KEYPOINTS_OUTPUT]
+        emotions = models.images(spec.EMOTION.name, crops)
         for i, (x, y, w, h) in enumerate(boxes):
             # The served model returns points in the crop's pixels; shift them into the photo.
             result["faces"].append({"box": {"x": x, "y": y, "width": w, "height": h},
@@ -134,12 +134,12 @@ def annotate(image: np.ndarray, faces: list[dict]) -> np.ndarray:
 def predict_csv(path: Path, models, batch: int = 64) -> dict:
     """Rows of a CSV in either dataset format through ``serving_pixels``; rows that fail the
     pipeline's own input checks are listed as rejected (line and reason), not scored."""
-    from data import readers
+    from emotion_ai.data import readers
 
     try:
         kind = readers.detect_kind(path)
-        model = config.KEYPOINTS.name if kind == "keypoints" else config.EMOTION.name
-        column = config.KEYPOINT_IMAGE_COLUMN if kind == "keypoints" else config.EMOTION_PIXELS_COLUMN
+        model = spec.KEYPOINTS.name if kind == "keypoints" else spec.EMOTION.name
+        column = spec.KEYPOINT_IMAGE_COLUMN if kind == "keypoints" else spec.EMOTION_PIXELS_COLUMN
         index = readers.STAGED_COLUMNS[kind].index(column)
         rows, rejected = [], []
         for line, record, reason, _raw in readers.iter_rows(kind, path):
@@ -154,8 +154,8 @@ def predict_csv(path: Path, models, batch: int = 64) -> dict:
         chunk = rows[start:start + batch]
         outputs = models.pixel_strings(model, [p for _, p in chunk])
         for i, (line, _) in enumerate(chunk):
-            if model == config.KEYPOINTS.name:
-                predictions.append({"line": line, "keypoints": _points(outputs[config.KEYPOINTS_OUTPUT][i])})
+            if model == spec.KEYPOINTS.name:
+                predictions.append({"line": line, "keypoints": _points(outputs[spec.KEYPOINTS_OUTPUT][i])})
             else:
                 predictions.append({"line": line, "emotion": _emotion(outputs, i)})
     return {"csv": str(path), "model": model, "models": models.source, "rows_scored": len(predictions),
@@ -164,8 +164,11 @@ def predict_csv(path: Path, models, batch: int = 64) -> dict:
 
 def run(inputs: list[Path], out_dir: Path, model_repo: Path | None = None, server: str | None = None,
         progress=None) -> tuple[list[dict], list[str]]:
-    """Predict every input; returns the per-file summaries and the per-file errors."""
-    models = RemoteModels(server) if server else LocalModels(model_repo or config.MODEL_REPO)
+    """Predict every input with the models of ``model_repo`` (in-process) or of ``server``;
+    returns the per-file summaries and the per-file errors."""
+    if (model_repo is None) == (server is None):
+        raise ValueError("give a model repository or a server, not both or neither")
+    models = RemoteModels(server) if server else LocalModels(model_repo)
     detector = FaceDetector()
     out_dir.mkdir(parents=True, exist_ok=True)
     summaries, errors = [], []

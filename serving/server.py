@@ -38,7 +38,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from tensorflow.core.framework import types_pb2
 
-from serving import repository_config
+from emotion_ai.components import model_repository
 
 log = logging.getLogger("emotion_ai.serve")
 
@@ -61,7 +61,7 @@ class LoadedVersion:
     name: str
     version: int
     path: Path
-    model: object  # the tf.saved_model.load result; keeps its signatures alive
+    model: object  # the model_repository.load result; keeps its signatures alive
 
 
 METRICS_PATH = "/monitoring/prometheus/metrics"  # TF Serving's, as monitoring.config sets it
@@ -109,9 +109,9 @@ class ModelRegistry:
 
     def _pins(self) -> dict[str, int]:
         try:
-            return repository_config.read_pins(self.repo)
+            return model_repository.read_pins(self.repo)
         except Exception as error:  # noqa: BLE001 - a half-edited models.config must not stop serving
-            log.error("cannot read %s: %s; serving the newest versions", self.repo / repository_config.MODELS_CONFIG,
+            log.error("cannot read %s: %s; serving the newest versions", self.repo / model_repository.MODELS_CONFIG,
                       error)
             return {}
 
@@ -122,7 +122,7 @@ class ModelRegistry:
         swapped = []
         pins = self._pins()
         for name in self.model_names():
-            versions = repository_config.version_dirs(self.repo / name)
+            versions = model_repository.version_dirs(self.repo / name)
             if not versions:
                 continue
             newest = versions[-1]
@@ -136,7 +136,7 @@ class ModelRegistry:
                 continue
             path = self.repo / name / str(newest)
             try:
-                loaded = LoadedVersion(name, newest, path, tf.saved_model.load(str(path)))
+                loaded = LoadedVersion(name, newest, path, model_repository.load(path))
             except Exception as error:  # noqa: BLE001 - a bad push must not take the server down
                 self._failed[(name, newest)] = str(error)
                 log.error("could not load %s version %d from %s: %s", name, newest, path, error)

@@ -8,8 +8,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quieter than the CLI's def
 
 import pytest  # noqa: E402
 
-from data import generator  # noqa: E402
-from pipelines import config  # noqa: E402
+from emotion_ai.data import generator  # noqa: E402
+from emotion_ai.pipelines import config  # noqa: E402
 
 config.set_runtime_environment()  # before any test imports TensorFlow
 
@@ -53,6 +53,6 @@ def workspace(tiny_data, tmp_path_factory):
 @pytest.fixture(scope="session")
 def first_run(workspace):
     """One smoke-profile run of the whole pipeline; its pushed models serve the serving tests."""
-    from pipelines import config, local_runner
+    from emotion_ai.pipelines import config, local_runner
 
     return local_runner.run(config.PROFILES["smoke"], workspace["root"], workspace["repo"], workspace["data"])

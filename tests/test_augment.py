@@ -6,12 +6,12 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from components.common import augment
-from components.keypoints.transform import denormalize_coordinates, normalize_coordinates
-from pipelines import config
+from emotion_ai.components import spec
+from emotion_ai.components.common import augment
+from emotion_ai.components.keypoints.transform import denormalize_coordinates, normalize_coordinates
 
-LEFT_EYE = config.KEYPOINT_NAMES.index("left_eye_center")
-RIGHT_EYE = config.KEYPOINT_NAMES.index("right_eye_center")
+LEFT_EYE = spec.KEYPOINT_NAMES.index("left_eye_center")
+RIGHT_EYE = spec.KEYPOINT_NAMES.index("right_eye_center")
 
 
 def _dot_image(x, y, size=96):
@@ -83,7 +83,7 @@ def test_random_augmentation_keeps_missing_points_masked_and_shapes():
 def test_random_erasing_covers_one_rectangle_of_the_configured_area():
     tf.random.set_seed(3)
     images = tf.zeros([64, 48, 48, 1])
-    params = config.Augmentation(erase_probability=1.0, erase_area=(0.05, 0.1))
+    params = spec.Augmentation(erase_probability=1.0, erase_area=(0.05, 0.1))
     erased = augment.random_erase(images, params).numpy()[..., 0] != 0
     area = erased.mean(axis=(1, 2))
     # The rectangle is cut to whole pixels, so allow a couple of rows/columns either side.
@@ -92,5 +92,5 @@ def test_random_erasing_covers_one_rectangle_of_the_configured_area():
         rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
         # One axis-aligned rectangle: every pixel in its bounding box is erased.
         assert mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all()
-    untouched = augment.random_erase(images, config.Augmentation(erase_probability=0.0)).numpy()
+    untouched = augment.random_erase(images, spec.Augmentation(erase_probability=0.0)).numpy()
     assert not untouched.any()

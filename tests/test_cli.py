@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from pipelines.cli import main
+from emotion_ai.pipelines.cli import main
 
 
 def test_run_with_a_missing_file_names_the_file(tmp_path):
@@ -30,7 +30,7 @@ def _cli(*args, timeout=600):
     import sys
 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "emotion_ai.pipelines.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
 
 
@@ -43,7 +43,7 @@ def test_a_manual_run_is_quiet_shows_progress_is_recorded_and_holds_the_lock(tin
 
     from filelock import FileLock
 
-    from pipelines import scheduler
+    from emotion_ai.pipelines import scheduler
 
     data, root = tmp_path / "data", tmp_path / "root"
     shutil.copytree(tiny_data["dir"], data)
@@ -90,7 +90,7 @@ def test_argument_errors_come_before_tensorflow_is_imported(tmp_path):
 
 
 def test_generate_data_defaults_to_a_fresh_draw_and_kserve_manifests_to_stdout(tmp_path):
-    from data import generator
+    from emotion_ai.data import generator
 
     result = CliRunner().invoke(main, ["generate-data", "--out", str(tmp_path), "--keypoint-rows", "3",
                                        "--emotion-rows", "4"])

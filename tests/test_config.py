@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import shutil
 
-from pipelines import config
+from emotion_ai.pipelines import config
 
 
 def test_editing_one_branch_changes_only_that_branchs_fingerprint(tmp_path, monkeypatch):
-    shutil.copytree(config.PROJECT_ROOT / "components", tmp_path / "components")
-    monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path)
+    shutil.copytree(config.COMPONENTS_DIR, tmp_path / "components")
+    monkeypatch.setattr(config, "COMPONENTS_DIR", tmp_path / "components")
     before = {b: config.code_fingerprint(b) for b in ("keypoints", "emotion")}
     model = tmp_path / "components" / "emotion" / "model.py"
     model.write_text(model.read_text() + "\n# an edit\n")
@@ -18,6 +18,9 @@ def test_editing_one_branch_changes_only_that_branchs_fingerprint(tmp_path, monk
     common = tmp_path / "components" / "common" / "resnet.py"
     common.write_text(common.read_text() + "\n# shared code changes both\n")
     assert all(config.code_fingerprint(b) != after[b] for b in ("keypoints", "emotion"))
+    leaf = tmp_path / "components" / "spec.py"
+    leaf.write_text(leaf.read_text() + "\n# the leaf's names and parameters are every branch's\n")
+    assert all(config.code_fingerprint(b) != before[b] for b in ("keypoints", "emotion"))
 
 
 def test_only_the_production_profile_uses_the_default_repository():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from pipelines.console import ComponentProgress
+from emotion_ai.pipelines.console import ComponentProgress
 
 
 class Clock:

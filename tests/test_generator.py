@@ -6,8 +6,8 @@ import hashlib
 
 import numpy as np
 
-from data import generator, readers
-from pipelines import config
+from emotion_ai.components import spec
+from emotion_ai.data import generator, readers
 
 
 def _md5(path):
@@ -26,7 +26,7 @@ def test_keypoint_file_has_kaggle_layout_and_valid_rows(tiny_data):
     path = tiny_data["keypoints"]
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == [*config.KEYPOINT_COLUMNS, "Image"]
+    assert rows[0] == [*spec.KEYPOINT_COLUMNS, "Image"]
     body = rows[1:]
     assert len(body) == 80
     for row in body:
@@ -58,7 +58,7 @@ def test_pupils_are_drawn_at_the_eye_centre_labels():
     for _ in range(20):
         image, kp = generator.render_face(rng, 96)
         for name in ("left_eye_center", "right_eye_center"):
-            x, y = np.rint(kp[config.KEYPOINT_NAMES.index(name)]).astype(int)
+            x, y = np.rint(kp[spec.KEYPOINT_NAMES.index(name)]).astype(int)
             centre = image[y - 1:y + 2, x - 1:x + 2].mean()
             ring = np.concatenate([image[y - 8, x - 8:x + 9], image[y + 8, x - 8:x + 9]]).mean()
             darker += centre < ring
@@ -67,8 +67,8 @@ def test_pupils_are_drawn_at_the_eye_centre_labels():
 
 def test_expressions_move_the_mouth_corners():
     rng = np.random.default_rng(1)
-    corner = config.KEYPOINT_NAMES.index("mouth_left_corner")
-    top = config.KEYPOINT_NAMES.index("mouth_center_top_lip")
+    corner = spec.KEYPOINT_NAMES.index("mouth_left_corner")
+    top = spec.KEYPOINT_NAMES.index("mouth_center_top_lip")
 
     def lift(expression):
         values = []

@@ -5,7 +5,7 @@ import json
 
 from click.testing import CliRunner
 
-from pipelines.cli import main
+from emotion_ai.pipelines.cli import main
 
 BRANCH_CHAIN = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
                 "Evaluator", "Pusher"]
@@ -42,8 +42,8 @@ def test_compiled_spec_has_both_branches_wired_with_the_image(tmp_path):
 def test_kserve_manifests_parse_and_point_at_the_pushed_models(tmp_path):
     import yaml
 
-    from kubeflow import kserve
-    from pipelines import config
+    from emotion_ai.components import spec
+    from emotion_ai.kubeflow import kserve
 
     committed = list(yaml.safe_load_all(kserve.MANIFEST_FILE.read_text()))
     assert committed == list(yaml.safe_load_all(kserve.render()))  # the committed file is current
@@ -54,7 +54,7 @@ def test_kserve_manifests_parse_and_point_at_the_pushed_models(tmp_path):
     docs = list(yaml.safe_load_all(out.read_text()))
     assert [d["kind"] for d in docs] == ["InferenceService", "InferenceService"]
     by_model = {d["metadata"]["labels"]["emotion-ai/model"]: d for d in docs}
-    assert set(by_model) == {b.name for b in config.BRANCHES}
+    assert set(by_model) == {b.name for b in spec.BRANCHES}
     for model, doc in by_model.items():
         assert doc["apiVersion"] == "serving.kserve.io/v1beta1"
         assert doc["metadata"]["name"] == f"emotion-ai-{model}" and doc["metadata"]["namespace"] == "team-a"
@@ -65,10 +65,22 @@ def test_kserve_manifests_parse_and_point_at_the_pushed_models(tmp_path):
 
 
 def test_dockerfile_installs_the_pinned_stack_and_the_project():
+    """The image copies every folder setup.py maps under ``emotion_ai`` before ``pip install .``,
+    and checks the module files import under their installed names."""
+    import ast
+    import re
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parent.parent / "kubeflow" / "Dockerfile").read_text()
-    assert "FROM python:3.11" in text
-    assert "tools/install_pinned.sh uv --system" in text and "tools/glibc_compat.py" in text
-    for package in ("pipelines/", "components/", "kubeflow/"):
-        assert f"COPY {package}" in text
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "kubeflow" / "Dockerfile").read_text()
+    tree = ast.parse((root / "setup.py").read_text())
+    folders = ast.literal_eval(next(n for n in tree.body if isinstance(n, ast.Assign)
+                                    and n.targets[0].id == "FOLDERS").value)
+    copied = set(re.findall(r"^COPY (\w+)/ \1/$", text, re.M))
+    assert set(folders) <= copied, f"setup.py maps {sorted(set(folders) - copied)} but the image does not copy them"
+    install = text.index("tools/install_pinned.sh uv --system")
+    project = text.index("uv pip install --system --no-cache --no-deps .")
+    assert install < project and all(text.index(f"COPY {f}/") < project for f in folders)
+    check = re.search(r'python -c "import ([^"]+)"', text).group(1)
+    for module in ("emotion_ai.components.keypoints.trainer", "emotion_ai.components.emotion.trainer"):
+        assert module in check

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from kubeflow import deploy
+from emotion_ai.kubeflow import deploy
 
 
 class FakeKfp:

@@ -7,16 +7,18 @@ import json
 
 import numpy as np
 import pytest
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
-from components.common import training  # noqa: E402
-from components.emotion import model as emotion_model  # noqa: E402
-from components.keypoints import model as keypoint_model  # noqa: E402
-from components.keypoints.transform import normalize_coordinates  # noqa: E402
-from pipelines import config  # noqa: E402
+from emotion_ai.components import spec
+from emotion_ai.components.common import training
+from emotion_ai.components.emotion import model as emotion_model
+from emotion_ai.components.keypoints import metrics as keypoint_metrics
+from emotion_ai.components.keypoints import model as keypoint_model
+from emotion_ai.components.keypoints.transform import normalize_coordinates
+from emotion_ai.pipelines import config
 
-SIZE = config.KEYPOINT_IMAGE_SIZE
-TINY = config.ModelParams(stage_filters=(8, 16), blocks_per_stage=1, epochs=1, batch_size=16,
+SIZE = spec.KEYPOINT_IMAGE_SIZE
+TINY = spec.ModelParams(stage_filters=(8, 16), blocks_per_stage=1, epochs=1, batch_size=16,
                           learning_rate=3e-3, stem_stride=2)
 
 
@@ -25,7 +27,7 @@ TINY = config.ModelParams(stage_filters=(8, 16), blocks_per_stage=1, epochs=1, b
 def test_keypoint_network_outputs_30_coordinates(head, norm):
     network = keypoint_model.build(dataclasses.replace(TINY, head=head, norm=norm))
     out = network(np.random.default_rng(0).normal(size=(3, SIZE * SIZE)).astype(np.float32))
-    assert out.shape == (3, len(config.KEYPOINT_COLUMNS))
+    assert out.shape == (3, len(spec.KEYPOINT_COLUMNS))
     assert np.all(np.isfinite(out.numpy()))
     kinds = {type(layer).__name__ for layer in network.layers}
     assert ("GroupNormalization" in kinds) == (norm == "group")
@@ -34,8 +36,8 @@ def test_keypoint_network_outputs_30_coordinates(head, norm):
 
 def test_emotion_network_with_group_norm_outputs_probabilities():
     network = emotion_model.build(dataclasses.replace(TINY, norm="group"))
-    probs = network(np.zeros((2, config.EMOTION_IMAGE_SIZE ** 2), np.float32)).numpy()
-    assert probs.shape == (2, len(config.EMOTION_CLASSES))
+    probs = network(np.zeros((2, spec.EMOTION_IMAGE_SIZE ** 2), np.float32)).numpy()
+    assert probs.shape == (2, len(spec.EMOTION_CLASSES))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
@@ -69,7 +71,7 @@ def _dot_images(n: int, rng) -> tuple[np.ndarray, np.ndarray]:
     centres = rng.uniform(10, SIZE - 11, size=(n, 2)).round()
     for image, (x, y) in zip(images, centres.astype(int)):
         image[y - 2:y + 3, x - 2:x + 3] += 3.0
-    targets = np.tile(normalize_coordinates(centres), (1, len(config.KEYPOINT_NAMES))).astype(np.float32)
+    targets = np.tile(normalize_coordinates(centres), (1, len(spec.KEYPOINT_NAMES))).astype(np.float32)
     return images.reshape(n, -1), np.concatenate([targets, np.ones_like(targets)], axis=1), centres
 
 
@@ -83,7 +85,7 @@ def test_soft_argmax_network_learns_where_a_dot_is():
     params = dataclasses.replace(TINY, head="soft_argmax", epochs=6, warmup_epochs=0, augmentation=None)
     network = keypoint_model.build(params)
     training.fit(network, params, (x, y), (ex, ey), loss=keypoint_model.masked_loss,
-                 metrics=[keypoint_model.TrainingPixelRMSE()], monitor="val_rmse_px", mode="min")
+                 metrics=[keypoint_metrics.TrainingPixelRMSE()], monitor="val_rmse_px", mode="min")
     predicted = network(ex, training=False).numpy()
     half = (SIZE - 1) / 2
     x_px, y_px = predicted[:, 0] * half + half, predicted[:, 1] * half + half
@@ -97,9 +99,9 @@ def test_model_params_survive_the_trainers_custom_config(profile, branch):
     """The pipeline hands hyperparameters to the Trainer as JSON; what arrives must be the
     profile's, nested augmentation settings and tuples included."""
     params = getattr(config.PROFILES[profile], branch)
-    assert config.ModelParams.from_dict(json.loads(json.dumps(params.to_dict()))) == params
+    assert spec.ModelParams.from_dict(json.loads(json.dumps(params.to_dict()))) == params
     off = dataclasses.replace(params, augmentation=None)
-    assert config.ModelParams.from_dict(json.loads(json.dumps(off.to_dict()))) == off
+    assert spec.ModelParams.from_dict(json.loads(json.dumps(off.to_dict()))) == off
     flat = params.flat()
     assert flat["augmentation.erase_probability"] == str(params.augmentation.erase_probability)
     assert flat["stage_filters"] == str(params.stage_filters)

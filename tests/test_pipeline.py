@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data import readers
-from pipelines import config, local_runner
+from emotion_ai.components import model_repository, spec
+from emotion_ai.data import readers
+from emotion_ai.pipelines import config, local_runner
 
 SMOKE = config.PROFILES["smoke"]
 
@@ -81,23 +82,23 @@ def _encode(array, fmt, size=None, mode="L"):
 def test_pushed_models_serve_examples_pixels_and_encoded_images(first_run, workspace):
     kp_version = first_run.summary.branches["keypoints"].pushed_version
     em_version = first_run.summary.branches["emotion"].pushed_version
-    kp = tf.saved_model.load(str(workspace["repo"] / "keypoints" / kp_version))
-    em = tf.saved_model.load(str(workspace["repo"] / "emotion" / em_version))
+    kp = model_repository.load(workspace["repo"] / "keypoints" / kp_version)
+    em = model_repository.load(workspace["repo"] / "emotion" / em_version)
     assert {"serving_default", "serving_pixels", "serving_examples", "transform_features"} <= set(kp.signatures)
     rows = list(readers.iter_rows("keypoints", workspace["data"] / "keypoints.csv"))[:3]
     pixel_strings = [rec[-1] for _, rec, _, _ in rows]
     examples = [tf.train.Example(features=tf.train.Features(feature={
         "Image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[p.encode()]))})).SerializeToString()
         for p in pixel_strings]
-    by_example = kp.signatures["serving_examples"](examples=tf.constant(examples))[config.KEYPOINTS_OUTPUT].numpy()
-    by_pixels = kp.signatures["serving_pixels"](pixels=tf.constant(pixel_strings))[config.KEYPOINTS_OUTPUT].numpy()
+    by_example = kp.signatures["serving_examples"](examples=tf.constant(examples))[spec.KEYPOINTS_OUTPUT].numpy()
+    by_pixels = kp.signatures["serving_pixels"](pixels=tf.constant(pixel_strings))[spec.KEYPOINTS_OUTPUT].numpy()
     assert by_example.shape == (3, 30)
     assert np.all(np.isfinite(by_example)) and -48 < by_example.mean() < 144  # pixel units, not normalized
     np.testing.assert_allclose(by_pixels, by_example, atol=1e-4)
     # Encoded images: the same face as PNG at 96x96, and as a colour JPEG stretched to 192x144.
     face = np.asarray(pixel_strings[0].split(), dtype=np.uint8).reshape(96, 96)
     served = kp.signatures["serving_default"](images=tf.constant([
-        _encode(face, "PNG"), _encode(face, "JPEG", size=(192, 144), mode="RGB")]))[config.KEYPOINTS_OUTPUT].numpy()
+        _encode(face, "PNG"), _encode(face, "JPEG", size=(192, 144), mode="RGB")]))[spec.KEYPOINTS_OUTPUT].numpy()
     np.testing.assert_allclose(served[0], by_pixels[0], atol=1e-3)  # lossless PNG: identical input
     stretched = served[1].reshape(15, 2)
     expected = (by_pixels[0].reshape(15, 2) + 0.5) * [2.0, 1.5] - 0.5  # in the caller's image coordinates
@@ -106,14 +107,14 @@ def test_pushed_models_serve_examples_pixels_and_encoded_images(first_run, works
     example = tf.train.Example(features=tf.train.Features(feature={
         "pixels": tf.train.Feature(bytes_list=tf.train.BytesList(value=[pixels]))})).SerializeToString()
     out = em.signatures["serving_examples"](examples=tf.constant([example, example]))
-    probs = out[config.EMOTION_OUTPUT].numpy()
+    probs = out[spec.EMOTION_OUTPUT].numpy()
     assert probs.shape == (2, 5)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
-    assert out["label"].numpy()[0].decode() in config.EMOTION_CLASSES
+    assert out["label"].numpy()[0].decode() in spec.EMOTION_CLASSES
     colour = np.stack([face] * 3, axis=-1)
     image_out = em.signatures["serving_default"](images=tf.constant([_encode(colour, "JPEG", mode="RGB")]))
-    assert image_out[config.EMOTION_OUTPUT].numpy().shape == (1, 5)
-    assert image_out["label"].numpy()[0].decode() in config.EMOTION_CLASSES
+    assert image_out[spec.EMOTION_OUTPUT].numpy().shape == (1, 5)
+    assert image_out["label"].numpy()[0].decode() in spec.EMOTION_CLASSES
 
 
 def test_second_run_on_unchanged_data_is_cached_and_pushes_nothing(second_run, first_run, workspace):
@@ -150,7 +151,7 @@ def test_evaluate_scores_plain_gzip_and_malformed_csvs_through_the_served_models
 
     from click.testing import CliRunner
 
-    from pipelines.cli import main
+    from emotion_ai.pipelines.cli import main
 
     kp_plain = workspace["data"] / "keypoints.csv"
     em_lines = (workspace["data"] / "emotion.csv").read_text().splitlines()
@@ -165,10 +166,10 @@ def test_evaluate_scores_plain_gzip_and_malformed_csvs_through_the_served_models
     kp, em = metrics["keypoints"], metrics["emotion"]
     assert (kp["rows_scored"], kp["rows_rejected"]) == (80, 0)
     assert (em["rows_scored"], em["rows_rejected"]) == (40, 2)
-    assert set(kp["per_point_rmse_px"]) == set(config.KEYPOINT_NAMES)
+    assert set(kp["per_point_rmse_px"]) == set(spec.KEYPOINT_NAMES)
     assert 0 < kp["rmse_px"] < 96 and kp["mean_point_error_px"] > 0
     assert 0 <= em["accuracy"] <= 1 and 0 <= em["macro_f1"] <= 1
-    assert set(em["per_class"]) == set(config.EMOTION_CLASSES)
+    assert set(em["per_class"]) == set(spec.EMOTION_CLASSES)
     assert sum(map(sum, em["confusion_matrix"]["rows_true_columns_predicted"])) == 40
     assert sum(v["support"] for v in em["per_class"].values()) == 40
     assert "RMSE" in result.output and "macro F1" in result.output
@@ -219,7 +220,7 @@ def test_mlflow_tracks_the_run_models_and_registry(first_run, workspace):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from pipelines import tracking
+    from emotion_ai.pipelines import tracking
 
     mlflow.set_tracking_uri(tracking.tracking_uri(workspace["root"]))
     client = MlflowClient()
@@ -290,7 +291,7 @@ def test_a_worse_candidate_shows_its_own_figures_beside_the_baselines_and_is_not
     baseline's next to it, and NOT BLESSED."""
     import mlflow
 
-    from pipelines import tracking
+    from emotion_ai.pipelines import tracking
 
     untrained = {"learning_rate": 1e-9, "calibrate_offsets": False}
     worse = dataclasses.replace(
@@ -357,7 +358,7 @@ def test_a_smoke_run_cannot_change_the_full_profiles_repository(second_run, work
     assert config.model_repo_for(SMOKE).parent == config.MODEL_REPO.parent
     production = tmp_path / "production_repo"
     shutil.copytree(workspace["repo"], production)
-    (production / config.REPOSITORY_OWNER_FILE).write_text(json.dumps({"profile": "full"}))
+    (production / model_repository.OWNER_FILE).write_text(json.dumps({"profile": "full"}))
     before = {p.relative_to(production): p.stat().st_mtime for p in production.rglob("*")}
     # New weights (one more epoch), so there would be something to push.
     other = dataclasses.replace(SMOKE, keypoints=dataclasses.replace(SMOKE.keypoints, epochs=2))

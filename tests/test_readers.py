@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from data import readers
-from pipelines import config
+from emotion_ai.components import spec
+from emotion_ai.data import readers
 
 PIX48 = " ".join(["7"] * 48 * 48)
 PIX96 = " ".join(["9"] * 96 * 96)
@@ -29,7 +29,7 @@ def _kp_line(coords=COORDS, pixels=PIX96):
     return ",".join([*coords, pixels])
 
 
-KP_HEADER = ",".join([*config.KEYPOINT_COLUMNS, "Image"])
+KP_HEADER = ",".join([*spec.KEYPOINT_COLUMNS, "Image"])
 
 
 @pytest.mark.parametrize("gz", [False, True])

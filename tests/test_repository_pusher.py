@@ -1,7 +1,7 @@
 """The model repository Pusher: atomic versions, no duplicate pushes, retention."""
 from __future__ import annotations
 
-from components.repository_pusher import push_atomically, versions
+from emotion_ai.components.repository_pusher import push_atomically, versions
 
 
 def _model(path, content):

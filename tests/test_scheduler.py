@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from pipelines import config, local_runner, scheduler
+from emotion_ai.pipelines import config, local_runner, scheduler
 
 
 @pytest.mark.e2e

@@ -18,12 +18,12 @@ import requests
 from click.testing import CliRunner
 from PIL import Image
 
-from data import generator
-from pipelines import config
-from pipelines.cli import main
-from serving import server as server_lib
-from serving.client import ServingClient, ServingError
-from serving.local_model import ServedModel, latest_version
+from emotion_ai.components import model_repository, spec
+from emotion_ai.data import generator
+from emotion_ai.pipelines.cli import main
+from emotion_ai.serving import server as server_lib
+from emotion_ai.serving.client import ServingClient, ServingError
+from emotion_ai.serving.local_model import ServedModel
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -77,7 +77,7 @@ def _b64(data: bytes) -> dict:
 
 def test_status_and_metadata_endpoints(server, repo):
     for model in ("keypoints", "emotion"):
-        version = latest_version(repo, model)[0]
+        version = model_repository.latest_version(repo, model)[0]
         status = requests.get(f"{server}/v1/models/{model}").json()
         assert status == {"model_version_status": [{"version": str(version), "state": "AVAILABLE",
                                                     "status": {"error_code": "OK", "error_message": ""}}]}
@@ -104,9 +104,9 @@ def test_predict_row_and_columnar_formats_match_the_in_process_model(server, rep
     for i, p in enumerate(predictions):
         assert set(p) == {"probabilities", "label", "class_id"}
         np.testing.assert_allclose(p["probabilities"], expected["probabilities"][i], atol=1e-5)
-        assert p["label"] == expected["label"][i].decode() and p["label"] in config.EMOTION_CLASSES
+        assert p["label"] == expected["label"][i].decode() and p["label"] in spec.EMOTION_CLASSES
     # Columnar, named input, a pinned version.
-    version = latest_version(repo, "keypoints")[0]
+    version = model_repository.latest_version(repo, "keypoints")[0]
     col = requests.post(f"{server}/v1/models/keypoints/versions/{version}:predict",
                         json={"inputs": {"images": [_b64(f) for f in faces]}})
     assert col.status_code == 200, col.text
@@ -172,7 +172,7 @@ def test_client_against_the_server(server, repo, faces):
 
 
 def test_version_switch_under_concurrent_requests_drops_nothing(server, repo, faces):
-    old = latest_version(repo, "emotion")[0]
+    old = model_repository.latest_version(repo, "emotion")[0]
     new = old + 1
     results, stop = [], threading.Event()
 
@@ -222,20 +222,21 @@ def test_rollback_pins_a_version_that_serve_and_later_pushes_honour(server, repo
     """`emotion-ai rollback` pins the version before the served one in models.config (TF
     Serving's specific policy); the running server switches to it, a later push neither
     unpins nor prunes it, and `--latest` returns to the newest."""
-    from components.repository_pusher import push_atomically
-    from serving import repository_config
+    from emotion_ai.components import model_repository
+    from emotion_ai.components.repository_pusher import push_atomically
 
-    versions = repository_config.version_dirs(repo / "emotion")
+    versions = model_repository.version_dirs(repo / "emotion")
     assert len(versions) >= 2, "precondition: the switch test pushed a second version"
     newest, previous = versions[-1], versions[-2]
     _wait_for_version(server, "emotion", newest)
     result = CliRunner().invoke(main, ["rollback", "emotion", "--model-repo", str(repo)])
     assert result.exit_code == 0, result.output
     assert f"pinned to version {previous}" in result.output
-    assert repository_config.read_pins(repo) == {"emotion": previous}
+    assert model_repository.read_pins(repo) == {"emotion": previous}
     assert "specific" in (repo / "models.config").read_text()
     _wait_for_version(server, "emotion", previous)
-    assert _served_version(server, "keypoints") == str(latest_version(repo, "keypoints")[0])  # others untouched
+    newest_keypoints = model_repository.latest_version(repo, "keypoints")[0]
+    assert _served_version(server, "keypoints") == str(newest_keypoints)  # others untouched
 
     # A push while pinned: the new version lands, the pin and the pinned version stay.
     pushed, was_pushed = push_atomically(repo / "emotion" / str(newest), repo / "emotion", keep_versions=1)
@@ -245,15 +246,15 @@ def test_rollback_pins_a_version_that_serve_and_later_pushes_honour(server, repo
     (fresh / "assets.extra").mkdir(exist_ok=True)
     (fresh / "assets.extra" / "marker").write_text("a different model")
     pushed, was_pushed = push_atomically(fresh, repo / "emotion", keep_versions=1)
-    assert was_pushed and repository_config.read_pins(repo) == {"emotion": previous}
-    assert previous in repository_config.version_dirs(repo / "emotion"), "the pinned version is never pruned"
+    assert was_pushed and model_repository.read_pins(repo) == {"emotion": previous}
+    assert previous in model_repository.version_dirs(repo / "emotion"), "the pinned version is never pruned"
     time.sleep(0.6)  # three polls
     assert _served_version(server, "emotion") == str(previous)
 
     bad = CliRunner().invoke(main, ["rollback", "emotion", "--to", "12345", "--model-repo", str(repo)])
     assert bad.exit_code == 1 and "has no version 12345" in bad.output
     back = CliRunner().invoke(main, ["rollback", "emotion", "--latest", "--model-repo", str(repo)])
-    assert back.exit_code == 0 and repository_config.read_pins(repo) == {}
+    assert back.exit_code == 0 and model_repository.read_pins(repo) == {}
     _wait_for_version(server, "emotion", pushed)
 
 
@@ -317,9 +318,9 @@ def test_predict_on_a_photo_with_two_faces(server, repo, tmp_path, through_serve
         box = face["box"]
         x, y, w, h = box["x"], box["y"], box["width"], box["height"]
         assert _iou((x, y, w, h), true_box) > 0.4
-        assert face["emotion"]["label"] in config.EMOTION_CLASSES
+        assert face["emotion"]["label"] in spec.EMOTION_CLASSES
         assert abs(sum(face["emotion"]["probabilities"].values()) - 1) < 1e-3
-        assert list(face["keypoints"]) == list(config.KEYPOINT_NAMES)
+        assert list(face["keypoints"]) == list(spec.KEYPOINT_NAMES)
         # Points are the model's output on the crop, moved into photo coordinates.
         crop = cv2.imencode(".png", image[y:y + h, x:x + w])[1].tobytes()
         on_crop = local.predict_images([crop])["keypoints"][0].reshape(-1, 2)
@@ -347,7 +348,7 @@ def test_predict_reports_unreadable_files_photos_without_faces_and_csv_rows(repo
     assert json.loads((out / "wall.json").read_text())["faces"] == []
     scored = json.loads((out / "some.predictions.json").read_text())
     assert scored["model"] == "emotion" and scored["rejected"][0]["line"] == 7
-    assert all(p["emotion"]["label"] in config.EMOTION_CLASSES for p in scored["predictions"])
+    assert all(p["emotion"]["label"] in spec.EMOTION_CLASSES for p in scored["predictions"])
 
 
 def test_serve_refuses_a_missing_repository(tmp_path):

@@ -6,24 +6,25 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from components.common import training
-from components.keypoints import trainer as keypoint_trainer
-from components.keypoints.transform import denormalize_coordinates, normalize_coordinates
-from pipelines import config
+from emotion_ai.components import spec
+from emotion_ai.components.common import views as tta
+from emotion_ai.components.keypoints import trainer as keypoint_trainer
+from emotion_ai.components.keypoints.transform import denormalize_coordinates, normalize_coordinates
+from emotion_ai.pipelines import config
 
-SIZE = config.KEYPOINT_IMAGE_SIZE
-LEFT_EYE = config.KEYPOINT_NAMES.index("left_eye_center")
-RIGHT_EYE = config.KEYPOINT_NAMES.index("right_eye_center")
+SIZE = spec.KEYPOINT_IMAGE_SIZE
+LEFT_EYE = spec.KEYPOINT_NAMES.index("left_eye_center")
+RIGHT_EYE = spec.KEYPOINT_NAMES.index("right_eye_center")
 
 
-def _params(flip: bool, shift: int) -> config.ModelParams:
+def _params(flip: bool, shift: int) -> spec.ModelParams:
     return dataclasses.replace(config.PROFILES["smoke"].keypoints, flip_tta=flip, tta_shift_px=shift)
 
 
 def test_views_are_a_grid_of_shifts_times_mirrors():
-    assert training.tta_views(_params(False, 0), SIZE) == [(False, (0.0, 0.0))]
-    assert len(training.tta_views(_params(True, 0), SIZE)) == 2
-    views = training.tta_views(_params(True, 3), SIZE)
+    assert tta.tta_views(_params(False, 0), SIZE) == [(False, (0.0, 0.0))]
+    assert len(tta.tta_views(_params(True, 0), SIZE)) == 2
+    views = tta.tta_views(_params(True, 3), SIZE)
     assert len(views) == 18 and len(set(views)) == 18
     assert {shift for _, shift in views} == {(dx * 3 / 47.5, dy * 3 / 47.5) for dx in (0, 1, -1) for dy in (0, 1, -1)}
 
@@ -35,8 +36,8 @@ def test_each_view_moves_a_dot_where_unview_says():
     image = np.zeros((1, SIZE, SIZE), np.float32)
     image[0, y, x] = 1.0
     flat = tf.constant(image.reshape(1, -1))
-    for mirrored, shift in training.tta_views(_params(True, 3), SIZE):
-        view = training.view_images(flat, SIZE, mirrored, shift).numpy().reshape(SIZE, SIZE)
+    for mirrored, shift in tta.tta_views(_params(True, 3), SIZE):
+        view = tta.view_images(flat, SIZE, mirrored, shift).numpy().reshape(SIZE, SIZE)
         vy, vx = np.unravel_index(np.argmax(view), view.shape)
         # Mirrored, the subject's left eye is what the network would call the right eye.
         point = RIGHT_EYE if mirrored else LEFT_EYE
@@ -72,12 +73,12 @@ def test_all_views_in_one_call_equal_one_call_per_view():
     image its own views (a batch of 3 different images, 18 views)."""
     tf.keras.utils.set_random_seed(1)
     network = tf.keras.Sequential([tf.keras.Input((SIZE * SIZE,)), tf.keras.layers.Dense(30, activation="tanh")])
-    views = training.tta_views(_params(True, 3), SIZE)
+    views = tta.tta_views(_params(True, 3), SIZE)
     images = tf.constant(np.random.default_rng(1).normal(size=(3, SIZE * SIZE)).astype(np.float32))
-    one_call = training.average_views(network, images, SIZE, views, keypoint_trainer._unview).numpy()
-    per_view = np.mean([keypoint_trainer._unview(network(training.view_images(images, SIZE, m, s)), m, s).numpy()
+    one_call = tta.average_views(network, images, SIZE, views, keypoint_trainer._unview).numpy()
+    per_view = np.mean([keypoint_trainer._unview(network(tta.view_images(images, SIZE, m, s)), m, s).numpy()
                         for m, s in views], axis=0)
     np.testing.assert_allclose(one_call, per_view, atol=1e-5)
     assert np.abs(one_call[0] - one_call[1]).max() > 1e-3  # rows are not mixed up or averaged together
-    np.testing.assert_allclose(training.predict_views(network, images.numpy(), SIZE, views, keypoint_trainer._unview,
+    np.testing.assert_allclose(tta.predict_views(network, images.numpy(), SIZE, views, keypoint_trainer._unview,
                                                       batch_size=2), one_call, atol=1e-5)

@@ -13,19 +13,11 @@ import math
 
 import tensorflow as tf
 
-from pipelines import config
+from emotion_ai.components import spec
 
-# Horizontal flip swaps the subject's left and right: index permutation of the 15 points.
-_SWAP_NAMES = {
-    "left_eye_center": "right_eye_center",
-    "left_eye_inner_corner": "right_eye_inner_corner",
-    "left_eye_outer_corner": "right_eye_outer_corner",
-    "left_eyebrow_inner_end": "right_eyebrow_inner_end",
-    "left_eyebrow_outer_end": "right_eyebrow_outer_end",
-    "mouth_left_corner": "mouth_right_corner",
-}
-_SWAP_NAMES.update({v: k for k, v in _SWAP_NAMES.items()})
-FLIP_POINT_ORDER = [config.KEYPOINT_NAMES.index(_SWAP_NAMES.get(n, n)) for n in config.KEYPOINT_NAMES]
+# Horizontal flip swaps the subject's left and right: index permutation of the key points.
+_SWAP_NAMES = {**dict(spec.KEYPOINT_MIRROR_PAIRS), **{b: a for a, b in spec.KEYPOINT_MIRROR_PAIRS}}
+FLIP_POINT_ORDER = [spec.KEYPOINT_NAMES.index(_SWAP_NAMES.get(n, n)) for n in spec.KEYPOINT_NAMES]
 # The same permutation on the 30 interleaved x, y columns.
 FLIP_COLUMN_ORDER = [2 * p + axis for p in FLIP_POINT_ORDER for axis in (0, 1)]
 
@@ -33,7 +25,7 @@ FLIP_COLUMN_ORDER = [2 * p + axis for p in FLIP_POINT_ORDER for axis in (0, 1)]
 def flip_coordinates(coords: tf.Tensor) -> tf.Tensor:
     """Mirror normalized ``[batch, 30]`` coordinates and swap left/right points."""
     coords = tf.gather(coords, FLIP_COLUMN_ORDER, axis=-1)
-    sign = tf.constant([-1.0, 1.0] * len(config.KEYPOINT_NAMES))
+    sign = tf.constant([-1.0, 1.0] * len(spec.KEYPOINT_NAMES))
     return coords * sign
 
 
@@ -68,19 +60,19 @@ def transform_images(images: tf.Tensor, linear: tf.Tensor, offset: tf.Tensor) ->
 
 def transform_coordinates(coords: tf.Tensor, linear: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
     """Apply the forward map to normalized ``[batch, 30]`` coordinates."""
-    points = tf.reshape(coords, [-1, len(config.KEYPOINT_NAMES), 2])
+    points = tf.reshape(coords, [-1, len(spec.KEYPOINT_NAMES), 2])
     moved = tf.einsum("bij,bpj->bpi", linear, points) + offset[:, None, :]
-    return tf.reshape(moved, [-1, 2 * len(config.KEYPOINT_NAMES)])
+    return tf.reshape(moved, [-1, 2 * len(spec.KEYPOINT_NAMES)])
 
 
-def _random_geometry(batch, params: config.Augmentation):
+def _random_geometry(batch, params: spec.Augmentation):
     angle = tf.random.uniform([batch], -1.0, 1.0) * params.max_rotation_deg * 3.141592653589793 / 180.0
     log_scale = tf.random.uniform([batch], -params.max_log_scale, params.max_log_scale)
     shift = tf.random.uniform([batch, 2], -params.max_shift, params.max_shift)
     return _affine_matrices(angle, log_scale, shift[:, 0], shift[:, 1])
 
 
-def _photometric(images, params: config.Augmentation):
+def _photometric(images, params: spec.Augmentation):
     batch = tf.shape(images)[0]
     contrast = 1.0 + tf.random.uniform([batch, 1, 1, 1], -params.contrast, params.contrast)
     brightness = tf.random.uniform([batch, 1, 1, 1], -params.brightness, params.brightness)
@@ -92,7 +84,7 @@ def _flip_choice(batch, params):
     return tf.random.uniform([batch]) < params.flip_probability
 
 
-def augment_keypoints(images, coords, mask, params: config.Augmentation = config.Augmentation()):
+def augment_keypoints(images, coords, mask, params: spec.Augmentation = spec.Augmentation()):
     """Random flip, rotation, scale, shift and brightness/contrast of a key-point batch.
 
     ``images``: [batch, H, W, 1] standardized; ``coords``/``mask``: [batch, 30] normalized.
@@ -109,7 +101,7 @@ def augment_keypoints(images, coords, mask, params: config.Augmentation = config
     return _photometric(images, params), coords, mask
 
 
-def random_erase(images, params: config.Augmentation):
+def random_erase(images, params: spec.Augmentation):
     """Random erasing (Zhong et al., 2017): with ``erase_probability``, one rectangle of
     random area and aspect ratio per image is replaced by noise, so the classifier cannot
     lean on one region (mouth or eyes) alone."""
@@ -129,7 +121,7 @@ def random_erase(images, params: config.Augmentation):
     return tf.where(inside[..., None], tf.random.normal(shape), images)
 
 
-def augment_images(images, params: config.Augmentation = config.Augmentation()):
+def augment_images(images, params: spec.Augmentation = spec.Augmentation()):
     """The same jitter for label-free images (expressions do not move with geometry), plus
     random erasing when ``params.erase_probability`` is set."""
     batch = tf.shape(images)[0]

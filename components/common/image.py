@@ -37,3 +37,18 @@ def normalize_per_image(images: tf.Tensor) -> tf.Tensor:
     mean = tf.reduce_mean(images, axis=-1, keepdims=True)
     std = tf.math.reduce_std(images, axis=-1, keepdims=True)
     return (images - mean) / tf.maximum(std, 1.0)
+
+
+def decode_images(images: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Encoded images (PNG, JPEG, BMP, GIF; any size, colour or grey) -> pixel strings of
+    ``size`` x ``size`` grey images, as in the datasets, and each input's ``(height, width)``."""
+
+    def one(encoded):
+        image = tf.io.decode_image(encoded, channels=1, expand_animations=False)
+        hw = tf.shape(image)[:2]
+        resized = tf.image.resize(tf.cast(image, tf.float32), [size, size], method="bilinear", antialias=True)
+        pixels = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.int32)
+        return tf.strings.reduce_join(tf.strings.as_string(tf.reshape(pixels, [-1])), separator=" "), hw
+
+    return tf.map_fn(one, images, fn_output_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec([2], tf.int32)))
+

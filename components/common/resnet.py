@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from pipelines import config
+from emotion_ai.components import spec
 
 layers = tf.keras.layers
 # Keras' default 0.99 averages BatchNorm statistics over ~100 steps; an epoch of the key-point
@@ -42,7 +42,7 @@ def residual_block(x: tf.Tensor, filters: int, stride: int, name: str, norm: str
     return layers.ReLU(name=f"{name}_out")(y)
 
 
-def residual_stages(inputs: tf.Tensor, params: config.ModelParams) -> list[tf.Tensor]:
+def residual_stages(inputs: tf.Tensor, params: spec.ModelParams) -> list[tf.Tensor]:
     """Conv stem (optionally followed by a 3x3/2 max pool, as in ResNet), then residual
     stages (the first block of each later stage halves the resolution through a projection
     shortcut); returns each stage's output, finest first.
@@ -67,11 +67,11 @@ def residual_stages(inputs: tf.Tensor, params: config.ModelParams) -> list[tf.Te
 
 def image_input(size: int) -> tuple[tf.Tensor, tf.Tensor]:
     """The flat standardized ``size*size`` image input, and it as a ``[size, size, 1]`` map."""
-    inputs = tf.keras.Input(shape=(size * size,), name=config.IMAGE_FEATURE)
+    inputs = tf.keras.Input(shape=(size * size,), name=spec.IMAGE_FEATURE)
     return inputs, layers.Reshape((size, size, 1))(inputs)
 
 
-def residual_network(size: int, head: layers.Layer, name: str, params: config.ModelParams) -> tf.keras.Model:
+def residual_network(size: int, head: layers.Layer, name: str, params: spec.ModelParams) -> tf.keras.Model:
     """Flat standardized image -> residual stages -> global average pooling (or, with
     ``params.head == "flatten"``, the flattened last feature map) -> optional dropout -> ``head``.
     """

@@ -1,15 +1,17 @@
-"""TFMA metric of the expression branch: macro-averaged recall over the five classes.
+"""Expression metrics, defined once: the Evaluator's macro-averaged recall (``MacroRecall``,
+named in the EvalConfig by class and module) and, with scikit-learn, the per-class summary
+``emotion-ai evaluate`` and the report show (``classification_metrics``).
 
 Accuracy alone rewards ignoring rare Disgust; the mean of per-class recalls does not.
-Named in the Evaluator's EvalConfig by class and module.
 """
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
-from pipelines import config
+from emotion_ai.components import spec
 
-N_CLASSES = len(config.EMOTION_CLASSES)
+N_CLASSES = len(spec.EMOTION_CLASSES)
 
 
 class MacroRecall(tf.keras.metrics.Metric):
@@ -36,3 +38,23 @@ class MacroRecall(tf.keras.metrics.Metric):
     def reset_state(self):
         self.hits.assign(tf.zeros_like(self.hits))
         self.support.assign(tf.zeros_like(self.support))
+
+
+def classification_metrics(truth: np.ndarray, pred: np.ndarray) -> dict:
+    """Accuracy, macro F1 (over the classes that occur), per-class precision/recall/F1/support,
+    confusion matrix (scikit-learn; a class never predicted has precision 0)."""
+    from sklearn import metrics  # only evaluate and the report need it, not the Evaluator's workers
+
+    labels = list(range(N_CLASSES))
+    cm = metrics.confusion_matrix(truth, pred, labels=labels) if len(truth) else np.zeros((N_CLASSES,) * 2, int)
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        truth, pred, labels=labels, zero_division=0) if len(truth) else np.zeros((4, N_CLASSES))
+    per_class = {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                        "support": int(support[i])} for i, name in enumerate(spec.EMOTION_CLASSES)}
+    occurring = [i for i in labels if support[i]]
+    return {
+        "accuracy": float(metrics.accuracy_score(truth, pred)) if len(truth) else 0.0,
+        "macro_f1": float(np.mean(f1[occurring])) if occurring else 0.0,
+        "per_class": per_class,
+        "confusion_matrix": {"labels": list(spec.EMOTION_CLASSES), "rows_true_columns_predicted": cm.tolist()},
+    }

@@ -6,19 +6,19 @@ import tensorflow as tf
 from absl import logging
 from tfx import v1 as tfx
 
-from components.common import augment, training
-from components.emotion import model as model_lib
-from pipelines import config
+from emotion_ai.components import spec
+from emotion_ai.components.common import augment, datasets, export, training, views
+from emotion_ai.components.emotion import model as model_lib
 
-SIZE = config.EMOTION_IMAGE_SIZE
-N_CLASSES = len(config.EMOTION_CLASSES)
+SIZE = spec.EMOTION_IMAGE_SIZE
+N_CLASSES = len(spec.EMOTION_CLASSES)
 
 
 def _to_xy(features):
-    return features[config.IMAGE_FEATURE], features[config.EMOTION_LABEL]
+    return features[spec.IMAGE_FEATURE], features[spec.EMOTION_LABEL]
 
 
-def augmenter(params: config.ModelParams):
+def augmenter(params: spec.ModelParams):
     """Training-only augmentation of one batch ``(x, y)``."""
     def augment_batch(x, y):
         images = augment.augment_images(tf.reshape(x, [-1, SIZE, SIZE, 1]), params.augmentation)
@@ -49,13 +49,13 @@ def _postprocess(probabilities, image_hw):
     del image_hw  # class probabilities do not depend on the input size
     class_id = tf.argmax(probabilities, axis=-1)
     return {
-        config.EMOTION_OUTPUT: probabilities,
+        spec.EMOTION_OUTPUT: probabilities,
         "class_id": class_id,
-        "label": tf.gather(tf.constant(config.EMOTION_CLASSES), class_id),
+        "label": tf.gather(tf.constant(spec.EMOTION_CLASSES), class_id),
     }
 
 
-def train(params: config.ModelParams, train_split, eval_split, log_dir: str | None = None):
+def train(params: spec.ModelParams, train_split, eval_split, log_dir: str | None = None):
     """Build and train the expression network on ``(images, class ids)`` arrays; the
     pipeline's ``run_fn`` and the plain-Keras benchmark both call this."""
     weights = class_weights(train_split[1])
@@ -72,9 +72,9 @@ def train(params: config.ModelParams, train_split, eval_split, log_dir: str | No
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    params, tft_output, train_split, eval_split = training.prepare(fn_args, _to_xy)
+    params, tft_output, train_split, eval_split = datasets.prepare(fn_args, _to_xy)
     network, history = train(params, train_split, eval_split, log_dir=fn_args.model_run_dir)
     training.save_history(history, fn_args)
-    training.export_saved_model(network, tft_output, fn_args.serving_model_dir,
-                                pixel_column=config.EMOTION_PIXELS_COLUMN, image_size=SIZE, postprocess=_postprocess,
-                                views=training.tta_views(params, SIZE), unview=_unview)
+    export.export_saved_model(network, tft_output, fn_args.serving_model_dir,
+                                pixel_column=spec.EMOTION_PIXELS_COLUMN, image_size=SIZE, postprocess=_postprocess,
+                                views=views.tta_views(params, SIZE), unview=_unview)

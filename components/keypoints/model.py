@@ -4,20 +4,20 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from components.common import resnet
-from pipelines import config
+from emotion_ai.components import spec
+from emotion_ai.components.common import resnet
 
-N_OUTPUTS = len(config.KEYPOINT_COLUMNS)
-N_POINTS = len(config.KEYPOINT_NAMES)
+N_OUTPUTS = len(spec.KEYPOINT_COLUMNS)
+N_POINTS = len(spec.KEYPOINT_NAMES)
 HEATMAP_CHANNELS = 64
 layers = tf.keras.layers
 
 
-def build(params: config.ModelParams) -> tf.keras.Model:
+def build(params: spec.ModelParams) -> tf.keras.Model:
     """Input: standardized image ``[batch, 96*96]``; output: normalized coordinates ``[batch, 30]``."""
     if params.head == "soft_argmax":
         return _soft_argmax_network(params)
-    return resnet.residual_network(config.KEYPOINT_IMAGE_SIZE, layers.Dense(N_OUTPUTS, name="coordinates"),
+    return resnet.residual_network(spec.KEYPOINT_IMAGE_SIZE, layers.Dense(N_OUTPUTS, name="coordinates"),
                                    "keypoint_resnet", params)
 
 
@@ -54,13 +54,13 @@ class SoftArgmax(layers.Layer):
         return {**super().get_config(), "image_size": self.image_size}
 
 
-def _soft_argmax_network(params: config.ModelParams) -> tf.keras.Model:
+def _soft_argmax_network(params: spec.ModelParams) -> tf.keras.Model:
     """Integral regression: a small top-down decoder (FPN-style lateral 1x1 convs, upsampled
     and summed) brings the deepest features back to the first stage's resolution, one
     heatmap per point, and each point is its heatmap's expected position. A dense head on
     pooled features has to encode position in channel values; here position stays spatial.
     """
-    inputs, x = resnet.image_input(config.KEYPOINT_IMAGE_SIZE)
+    inputs, x = resnet.image_input(spec.KEYPOINT_IMAGE_SIZE)
     stages = resnet.residual_stages(x, params)
     top = layers.Conv2D(HEATMAP_CHANNELS, 1, name=f"lateral{len(stages)}")(stages[-1])
     for i in range(len(stages) - 2, -1, -1):
@@ -73,7 +73,7 @@ def _soft_argmax_network(params: config.ModelParams) -> tf.keras.Model:
     if params.dropout:
         top = layers.SpatialDropout2D(params.dropout, name="heatmap_dropout")(top)
     logits = layers.Conv2D(N_POINTS, 1, name="heatmaps")(top)
-    return tf.keras.Model(inputs, SoftArgmax(config.KEYPOINT_IMAGE_SIZE, name="coordinates")(logits),
+    return tf.keras.Model(inputs, SoftArgmax(spec.KEYPOINT_IMAGE_SIZE, name="coordinates")(logits),
                           name="keypoint_soft_argmax")
 
 
@@ -86,21 +86,3 @@ def masked_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     target, mask = y_true[:, :N_OUTPUTS], y_true[:, N_OUTPUTS:]
     err = tf.keras.losses.huber(target[..., None], y_pred[..., None], delta=0.05)
     return tf.reduce_sum(err * mask, axis=-1) / tf.maximum(tf.reduce_sum(mask, axis=-1), 1.0)
-
-
-class TrainingPixelRMSE(tf.keras.metrics.Metric):
-    """RMSE in pixels over known coordinates, on the training encoding ``[targets, mask]``."""
-
-    def __init__(self, name="rmse_px", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.sse = self.add_weight(name="sse", initializer="zeros")
-        self.count = self.add_weight(name="count", initializer="zeros")
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        target, mask = y_true[:, :N_OUTPUTS], y_true[:, N_OUTPUTS:]
-        half = (config.KEYPOINT_IMAGE_SIZE - 1) / 2.0
-        self.sse.assign_add(tf.reduce_sum(tf.square((target - y_pred) * half) * mask))
-        self.count.assign_add(tf.reduce_sum(mask))
-
-    def result(self):
-        return tf.sqrt(tf.math.divide_no_nan(self.sse, self.count))

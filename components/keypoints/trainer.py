@@ -8,23 +8,24 @@ import tensorflow as tf
 from absl import logging
 from tfx import v1 as tfx
 
-from components.common import augment, training
-from components.keypoints import model as model_lib
-from components.keypoints.transform import denormalize_coordinates
-from pipelines import config
+from emotion_ai.components import spec
+from emotion_ai.components.common import augment, callbacks, datasets, export, training, views
+from emotion_ai.components.keypoints import metrics
+from emotion_ai.components.keypoints import model as model_lib
+from emotion_ai.components.keypoints.transform import denormalize_coordinates
 
-SIZE = config.KEYPOINT_IMAGE_SIZE
-N_OUTPUTS = len(config.KEYPOINT_COLUMNS)
+SIZE = spec.KEYPOINT_IMAGE_SIZE
+N_OUTPUTS = len(spec.KEYPOINT_COLUMNS)
 MIN_CALIBRATION_ROWS = 20
 
 
 def _to_xy(features):
-    x = features[config.IMAGE_FEATURE]
-    y = tf.concat([features[config.KEYPOINTS_TARGET], features[config.KEYPOINTS_MASK]], axis=-1)
+    x = features[spec.IMAGE_FEATURE]
+    y = tf.concat([features[spec.KEYPOINTS_TARGET], features[spec.KEYPOINTS_MASK]], axis=-1)
     return x, y
 
 
-def augmenter(params: config.ModelParams):
+def augmenter(params: spec.ModelParams):
     """Training-only augmentation of one batch ``(x, [targets, mask])``."""
     def augment_batch(x, y):
         images = tf.reshape(x, [-1, SIZE, SIZE, 1])
@@ -38,11 +39,11 @@ def augmenter(params: config.ModelParams):
 def _unview(coords, mirrored, shift):
     """A view's points back in the original image: shifted back, then (a mirrored face's
     points come back mirrored and with left/right swapped) mirrored back."""
-    coords = coords - tf.tile(tf.constant(shift, tf.float32), [len(config.KEYPOINT_NAMES)])
+    coords = coords - tf.tile(tf.constant(shift, tf.float32), [len(spec.KEYPOINT_NAMES)])
     return augment.flip_coordinates(coords) if mirrored else coords
 
 
-def offset_correction(network: tf.keras.Model, params: config.ModelParams, eval_split) -> np.ndarray:
+def offset_correction(network: tf.keras.Model, params: spec.ModelParams, eval_split) -> np.ndarray:
     """The mean error per coordinate (normalized) of the served prediction on the eval split.
 
     Flip augmentation and flip TTA assume labels mirror about the image centre. Labels that
@@ -55,7 +56,7 @@ def offset_correction(network: tf.keras.Model, params: config.ModelParams, eval_
     """
     x, y = eval_split
     targets, mask = y[:, :N_OUTPUTS], y[:, N_OUTPUTS:]
-    predicted = training.predict_views(network, x, SIZE, training.tta_views(params, SIZE), _unview)
+    predicted = views.predict_views(network, x, SIZE, views.tta_views(params, SIZE), _unview)
     counts = mask.sum(axis=0)
     mean_error = ((targets - predicted) * mask).sum(axis=0) / np.maximum(counts, 1.0)
     # A coordinate seen in too few eval rows keeps its prediction: its mean would be noise.
@@ -70,29 +71,29 @@ def _postprocess(normalized, image_hw, correction=None):
     coords = denormalize_coordinates(normalized)
     if image_hw is not None:
         hw = tf.cast(image_hw, tf.float32)
-        scale = tf.tile(tf.stack([hw[:, 1], hw[:, 0]], axis=-1) / SIZE, [1, len(config.KEYPOINT_NAMES)])
+        scale = tf.tile(tf.stack([hw[:, 1], hw[:, 0]], axis=-1) / SIZE, [1, len(spec.KEYPOINT_NAMES)])
         coords = (coords + 0.5) * scale - 0.5
-    return {config.KEYPOINTS_OUTPUT: coords}
+    return {spec.KEYPOINTS_OUTPUT: coords}
 
 
-def train(params: config.ModelParams, train_split, eval_split, log_dir: str | None = None):
+def train(params: spec.ModelParams, train_split, eval_split, log_dir: str | None = None):
     """Build and train the key-point network on ``(images, [targets, mask])`` arrays; the
     pipeline's ``run_fn`` and the plain-Keras benchmark both call this."""
     network = model_lib.build(params)
     logging.info("key-point network: %d parameters", network.count_params())
     history = training.fit(network, params, train_split, eval_split, loss=model_lib.masked_loss,
-                           metrics=[model_lib.TrainingPixelRMSE()], monitor="val_rmse_px", mode="min",
+                           metrics=[metrics.TrainingPixelRMSE()], monitor="val_rmse_px", mode="min",
                            augment=augmenter(params), log_dir=log_dir)
     return network, history
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    params, tft_output, train_split, eval_split = training.prepare(fn_args, _to_xy)
+    params, tft_output, train_split, eval_split = datasets.prepare(fn_args, _to_xy)
     network, history = train(params, train_split, eval_split, log_dir=fn_args.model_run_dir)
     training.save_history(history, fn_args)
     correction = None
     if params.calibrate_offsets:
-        with training.timed("offset calibration"):
+        with callbacks.timed("offset calibration"):
             correction = offset_correction(network, params, eval_split)
         half = (SIZE - 1) / 2.0
         logging.info("key-point offset correction (px, x then y per point): %s",
@@ -101,7 +102,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                      correction[0::2].mean() * half, correction[1::2].mean() * half)
     # Trained as a plain image->coordinates network; export wraps it with the Transform
     # graph, averages test-time views and maps its outputs back to pixels.
-    training.export_saved_model(network, tft_output, fn_args.serving_model_dir,
-                                pixel_column=config.KEYPOINT_IMAGE_COLUMN, image_size=SIZE,
+    export.export_saved_model(network, tft_output, fn_args.serving_model_dir,
+                                pixel_column=spec.KEYPOINT_IMAGE_COLUMN, image_size=SIZE,
                                 postprocess=functools.partial(_postprocess, correction=correction),
-                                views=training.tta_views(params, SIZE), unview=_unview)
+                                views=views.tta_views(params, SIZE), unview=_unview)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components.common import image
-from pipelines import config
+from emotion_ai.components import spec
+from emotion_ai.components.common import image
 
-_HALF = (config.KEYPOINT_IMAGE_SIZE - 1) / 2.0  # pixel-centre coordinates -> [-1, 1]
+_HALF = (spec.KEYPOINT_IMAGE_SIZE - 1) / 2.0  # pixel-centre coordinates -> [-1, 1]
 
 
 def normalize_coordinates(pixels: tf.Tensor) -> tf.Tensor:
@@ -26,13 +26,13 @@ def denormalize_coordinates(normalized: tf.Tensor) -> tf.Tensor:
 
 def preprocessing_fn(inputs, custom_config=None):
     del custom_config  # carries the code fingerprint only (cache invalidation)
-    raw = image.decode_pixel_strings(inputs[config.KEYPOINT_IMAGE_COLUMN], config.KEYPOINT_IMAGE_SIZE)
+    raw = image.decode_pixel_strings(inputs[spec.KEYPOINT_IMAGE_COLUMN], spec.KEYPOINT_IMAGE_SIZE)
     per_image = image.normalize_per_image(raw)  # then dataset-wide scaling by tft analyzers
-    outputs = {config.IMAGE_FEATURE: image.standardize(per_image, tft.mean(per_image), tf.sqrt(tft.var(per_image)))}
+    outputs = {spec.IMAGE_FEATURE: image.standardize(per_image, tft.mean(per_image), tf.sqrt(tft.var(per_image)))}
     coords = tf.concat([tf.reshape(tf.cast(inputs[c], tf.float32), [-1, 1])
-                        for c in config.KEYPOINT_COLUMNS], axis=1)
+                        for c in spec.KEYPOINT_COLUMNS], axis=1)
     known = coords >= 0.0
-    outputs[config.KEYPOINTS_PIXELS] = coords
-    outputs[config.KEYPOINTS_MASK] = tf.cast(known, tf.float32)
-    outputs[config.KEYPOINTS_TARGET] = tf.where(known, normalize_coordinates(coords), 0.0)
+    outputs[spec.KEYPOINTS_PIXELS] = coords
+    outputs[spec.KEYPOINTS_MASK] = tf.cast(known, tf.float32)
+    outputs[spec.KEYPOINTS_TARGET] = tf.where(known, normalize_coordinates(coords), 0.0)
     return outputs

@@ -1,10 +1,14 @@
-"""TF Serving configuration files generated beside the model repository.
+"""The TF Serving model repository: its versions, its configuration files, loading a version.
 
-``models.config`` (model_config_list of every model with a pushed version), plus
-``monitoring.config`` (Prometheus endpoint) and ``batching.config``. Base paths are the
-repository as mounted in the serving container (``/models`` by default, see
-``serving/docker-compose.yml``). Files are replaced atomically, so a server polling
-``models.config`` never reads half a file.
+One module for everything that reads or writes ``<repo>/<model>/<version>/``: the Pusher
+(``repository_pusher``), ``emotion-ai serve``, ``predict``/``evaluate`` (``serving.local_model``),
+the report and ``emotion-ai rollback``.
+
+Configuration files generated beside the versions: ``models.config`` (model_config_list of
+every model with a pushed version), ``monitoring.config`` (Prometheus endpoint) and
+``batching.config``. Base paths are the repository as mounted in the serving container
+(``/models`` by default, see ``serving/docker-compose.yml``). Files are replaced
+atomically, so a server polling ``models.config`` never reads half a file.
 
 ``models.config`` is also where a version is pinned (``emotion-ai rollback``): a pinned
 model gets TF Serving's ``specific`` version policy instead of ``latest``, pushes keep the
@@ -20,9 +24,10 @@ from pathlib import Path
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from pipelines import config
+from emotion_ai.components import spec
 
 MODELS_CONFIG = "models.config"
+OWNER_FILE = "repository.json"  # at the repository's root: the profile that pushes there
 
 CONTAINER_ROOT = "/models"
 
@@ -32,7 +37,7 @@ MONITORING = """prometheus_config {
 }
 """
 
-BATCHING = f"""max_batch_size {{ value: {config.SERVING_MAX_BATCH} }}
+BATCHING = f"""max_batch_size {{ value: {spec.SERVING_MAX_BATCH} }}
 batch_timeout_micros {{ value: 2000 }}
 max_enqueued_batches {{ value: 100 }}
 num_batch_threads {{ value: {os.cpu_count() or 2} }}
@@ -73,6 +78,32 @@ def version_dirs(base: Path) -> list[int]:
     if not base.is_dir():
         return []
     return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file())
+
+
+def latest_version(model_repo: Path, model: str) -> tuple[int, Path]:
+    """The highest numeric version directory of ``model`` that holds a SavedModel."""
+    base = Path(model_repo) / model
+    versions = version_dirs(base)
+    if not versions:
+        raise FileNotFoundError(f"{base}: no pushed version of the {model} model (run the pipeline first)")
+    return versions[-1], base / str(versions[-1])
+
+
+def served_version(model_repo: Path, model: str) -> tuple[int, Path]:
+    """The version a server of this repository serves: the one pinned in ``models.config``
+    (``emotion-ai rollback``) if it is on disk, else the newest."""
+    pinned = read_pins(model_repo).get(model)
+    path = Path(model_repo) / model / str(pinned)
+    if pinned is not None and (path / "saved_model.pb").exists():
+        return pinned, path
+    return latest_version(model_repo, model)
+
+
+def load(path: Path | str):
+    """A pushed (or Trainer-written) SavedModel, ready to call through its signatures."""
+    import tensorflow as tf  # here, not at import: rollback and the Pusher's checks need no TensorFlow
+
+    return tf.saved_model.load(str(path))
 
 
 def set_pin(repo_root: Path, model: str, version: int | None, base_root: str = CONTAINER_ROOT) -> dict[str, int]:

@@ -1,0 +1,154 @@
+"""The leaf every layer agrees on: names, sizes, classes and model parameters.
+
+Column and feature names of both datasets, image sizes, the expression classes, the
+transformed feature and model output names, and the hyperparameter classes the Trainers
+read. It imports nothing of the project, so the component module files, the data readers,
+the serving code and the pipeline wiring can all depend on it without depending on each
+other. Paths, profiles, gates and Beam arguments live one layer up, in
+``emotion_ai.pipelines.config``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+# Folders under a pipeline root that the data readers write and the runners read.
+STAGING_DIR = "staged"  # validated CSVs that CsvExampleGen reads
+REJECTED_DIR = "rejected"  # rows refused by validation
+
+SERVING_MAX_BATCH = 32  # TF Serving batching.config
+
+# --- key points: Kaggle "Facial Keypoints Detection" layout --------------------------
+KEYPOINT_NAMES = (
+    "left_eye_center", "right_eye_center",
+    "left_eye_inner_corner", "left_eye_outer_corner",
+    "right_eye_inner_corner", "right_eye_outer_corner",
+    "left_eyebrow_inner_end", "left_eyebrow_outer_end",
+    "right_eyebrow_inner_end", "right_eyebrow_outer_end",
+    "nose_tip",
+    "mouth_left_corner", "mouth_right_corner",
+    "mouth_center_top_lip", "mouth_center_bottom_lip",
+)
+# Points that trade places when the image is mirrored (the subject's left becomes the
+# image's left); the other points map onto themselves.
+KEYPOINT_MIRROR_PAIRS = (
+    ("left_eye_center", "right_eye_center"),
+    ("left_eye_inner_corner", "right_eye_inner_corner"),
+    ("left_eye_outer_corner", "right_eye_outer_corner"),
+    ("left_eyebrow_inner_end", "right_eyebrow_inner_end"),
+    ("left_eyebrow_outer_end", "right_eyebrow_outer_end"),
+    ("mouth_left_corner", "mouth_right_corner"),
+)
+KEYPOINT_COLUMNS = tuple(f"{name}_{axis}" for name in KEYPOINT_NAMES for axis in ("x", "y"))
+KEYPOINT_IMAGE_COLUMN = "Image"
+KEYPOINT_IMAGE_SIZE = 96
+# Staged CSVs write a missing coordinate as this value, so every column is always present
+# and the schema stays fixed-length; the model masks it out of the loss and the metrics.
+MISSING_COORDINATE = -1.0
+
+# --- expressions: FER2013-derived layout ---------------------------------------------
+EMOTION_LABEL_COLUMN = "emotion"
+EMOTION_PIXELS_COLUMN = "pixels"
+EMOTION_CLASSES = ("Angry", "Disgust", "Sad", "Happy", "Surprise")
+EMOTION_IMAGE_SIZE = 48
+
+# --- transformed feature names (Transform output, Trainer input, TFMA labels) ---------
+IMAGE_FEATURE = "image"  # float32 [H*W], standardized
+KEYPOINTS_TARGET = "keypoints"  # float32 [30], normalized to about [-1, 1], 0 where missing
+KEYPOINTS_MASK = "keypoints_mask"  # float32 [30], 1 where the coordinate is known
+KEYPOINTS_PIXELS = "keypoints_px"  # float32 [30], pixels, MISSING_COORDINATE where missing
+EMOTION_LABEL = "label"  # int64 class index
+KEYPOINTS_OUTPUT = "keypoints"  # model output: 30 coordinates in pixels
+EMOTION_OUTPUT = "probabilities"  # model output: 5 class probabilities
+
+
+@dataclasses.dataclass(frozen=True)
+class Branch:
+    """Names of one model branch of the DAG (unique component ids per branch)."""
+
+    name: str
+
+    def component_id(self, kind: str) -> str:
+        return f"{kind}_{self.name}"
+
+
+KEYPOINTS = Branch("keypoints")
+EMOTION = Branch("emotion")
+BRANCHES = (KEYPOINTS, EMOTION)
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """Training-only augmentation (``emotion_ai.components.common.augment``); never at eval or serving.
+
+    Geometry is in normalized coordinates ([-1, 1] across the image), so the same values
+    mean the same thing for 96x96 key-point frames and 48x48 expression images.
+    """
+
+    flip_probability: float = 0.5  # horizontal flip (key points: x mirrored, left/right swapped)
+    max_rotation_deg: float = 12.0
+    max_log_scale: float = 0.08
+    max_shift: float = 0.06  # fraction of the half-width
+    brightness: float = 0.25  # in standardized units
+    contrast: float = 0.25  # relative
+    erase_probability: float = 0.0  # random erasing; expressions only: it would hide labelled points
+    erase_area: tuple[float, float] = (0.02, 0.2)  # fraction of the image
+    erase_aspect: tuple[float, float] = (0.3, 3.3)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelParams:
+    """Hyperparameters of one model; both trainers read them from custom_config."""
+
+    stage_filters: tuple[int, ...]
+    blocks_per_stage: int
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    dropout: float = 0.0
+    stem_stride: int = 1  # 2 halves the resolution before the residual stages (96x96 input)
+    stem_pool: bool = False  # 3x3/2 max pool after the stem (ResNet); about 4x cheaper training
+    # "pool": global average pooling + dense; "flatten": the last feature map flattened + dense;
+    # "soft_argmax" (key points only): a heatmap per point, coordinates as its expected position
+    head: str = "pool"
+    norm: str = "batch"  # "batch" or "group" normalization in the residual network
+    augmentation: Augmentation | None = Augmentation()  # training split only; None: off
+    warmup_epochs: int = 1  # linear learning-rate warm-up, then cosine decay to 0 over the epochs
+    weight_decay: float = 1e-4  # AdamW, decoupled
+    label_smoothing: float = 0.0  # expressions only
+    # Test-time augmentation in the served graph: the mean over the image and its mirror
+    # (flip_tta), each also shifted by +-tta_shift_px pixels on a 3x3 grid (0: not shifted).
+    flip_tta: bool = True
+    tta_shift_px: int = 0
+    # Key points: subtract the served prediction's mean error per coordinate on the eval
+    # split (see components/keypoints/trainer.offset_correction).
+    calibrate_offsets: bool = False
+
+    def __post_init__(self):
+        if self.head not in ("pool", "flatten", "soft_argmax"):
+            raise ValueError(f"ModelParams.head must be pool, flatten or soft_argmax, not {self.head!r}")
+        if self.norm not in ("batch", "group"):
+            raise ValueError(f"ModelParams.norm must be batch or group, not {self.norm!r}")
+
+    def to_dict(self) -> dict:
+        """JSON-friendly values (the Trainer's ``custom_config``)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelParams:
+        """Inverse of ``to_dict`` (JSON turned the tuples into lists)."""
+        values = dict(values, stage_filters=tuple(values["stage_filters"]))
+        if values.get("augmentation") is not None:
+            aug = values["augmentation"]
+            values["augmentation"] = Augmentation(**{k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()})
+        return cls(**values)
+
+    def flat(self) -> dict[str, str]:
+        """``name -> value`` strings, nested ones as ``augmentation.max_shift`` (for MLflow)."""
+        flat = {}
+        for name, value in dataclasses.asdict(self).items():
+            if isinstance(value, dict):
+                flat.update({f"{name}.{k}": str(v) for k, v in value.items()})
+            else:
+                flat[name] = str(value)
+        return flat
