@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     root = args.work / "overhead" / "pipeline"
     shutil.rmtree(root, ignore_errors=True)
     t1 = time.time()
-    run = local_runner.run(profile, root / "root", root / "repo", train_dir, [csvs["keypoints"]], [csvs["emotion"]])
+    run = local_runner.run(profile, root / "root", root / "repo", train_dir, {k: [v] for k, v in csvs.items()})
     pipeline_seconds = time.time() - t1
     components = {c.node_id: round(c.seconds, 1) for c in run.summary.components}
 

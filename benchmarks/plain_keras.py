@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from emotion_ai.components import spec  # noqa: E402
+from emotion_ai.components.branches import by_name  # noqa: E402
 from emotion_ai.pipelines import config  # noqa: E402
 
 config.set_runtime_environment()  # before TensorFlow: the trainers need the legacy Keras
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
                              "e.g. --param head=soft_argmax, "
                              "--param augmentation.max_shift=0.1, --param augmentation=None")
     args = parser.parse_args(argv)
-    params = getattr(config.PROFILES[args.profile], args.kind)
+    params = config.PROFILES[args.profile].params_for(by_name(args.kind))
     if args.epochs:
         params = dataclasses.replace(params, epochs=args.epochs)
     for item in args.param:

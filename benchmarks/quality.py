@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import results_io  # noqa: E402
 
-from emotion_ai.components import spec  # noqa: E402
+from emotion_ai.components.branches import BRANCHES  # noqa: E402
 from emotion_ai.pipelines import config  # noqa: E402
 
 config.set_runtime_environment()  # before the pipeline imports TensorFlow
@@ -106,16 +106,16 @@ def main(argv=None) -> int:
         shutil.rmtree(stale, ignore_errors=True)
     t1 = time.time()
     run = local_runner.run(profile, work / "pipeline", work / "model_repository", work / "train",
-                           [work / "train" / "keypoints.csv.gz"], [work / "train" / "emotion.csv.gz"])
+                           {b.name: [work / "train" / f"{b.name}.csv.gz"] for b in BRANCHES})
     pipeline_seconds = time.time() - t1
     print(local_runner.format_summary(run), flush=True)
-    metrics = evaluate.evaluate(work / "model_repository", work / "val" / "keypoints.csv.gz",
-                                work / "val" / "emotion.csv.gz")
+    metrics = evaluate.evaluate(work / "model_repository",
+                                {b.name: work / "val" / f"{b.name}.csv.gz" for b in BRANCHES})
     components = {c.node_id: {"state": c.state, "seconds": round(c.seconds, 1)} for c in run.summary.components}
     from emotion_ai.pipelines.tracking import _history
 
     training = {}
-    for branch in spec.BRANCHES:
+    for branch in BRANCHES:
         history = _history(run.summary, branch)
         seconds = history.get("epoch_seconds", [])
         training[branch.name] = {

@@ -63,18 +63,13 @@ EMOTION_OUTPUT = "probabilities"  # model output: 5 class probabilities
 
 
 @dataclasses.dataclass(frozen=True)
-class Branch:
-    """Names of one model branch of the DAG (unique component ids per branch)."""
+class Gate:
+    """An Evaluator gate on one metric: ``bound`` is the floor of a higher-is-better metric
+    (the ceiling of a lower-is-better one); ``max_worse`` is how much worse than the baseline
+    the candidate may be, in the metric's units (negative: it must improve by that much)."""
 
-    name: str
-
-    def component_id(self, kind: str) -> str:
-        return f"{kind}_{self.name}"
-
-
-KEYPOINTS = Branch("keypoints")
-EMOTION = Branch("emotion")
-BRANCHES = (KEYPOINTS, EMOTION)
+    bound: float
+    max_worse: float
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,8 @@ header (leading space) and extra columns such as ``Usage``, Kaggle rows with mis
 coordinates, and now and then a broken row. CsvExampleGen needs one clean, homogeneous
 table, so each dataset is staged first:
 
-* every row is checked (field count, pixel count and range, label range, coordinate range);
+* every row is checked: field count, then its branch's ``formats.check_row`` (pixel count and
+  range, label range, coordinate range);
 * good rows go to ``<pipeline_root>/staged/<dataset>/data.csv`` in one canonical layout
   (missing coordinates written as ``MISSING_COORDINATE``);
 * bad rows go, with file, line, reason and the raw record, to
@@ -26,11 +27,9 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import numpy as np
-
 from emotion_ai.components import spec
+from emotion_ai.components.branches import BRANCHES, by_name
 
-KINDS = ("keypoints", "emotion")
 MIN_GOOD_ROWS = 10  # fewer valid rows than this cannot make a train and an eval split
 csv.field_size_limit(10_000_000)  # a 96x96 pixel string is ~35 kB, over csv's default
 
@@ -81,15 +80,13 @@ def read_header(path: Path) -> list[str]:
 
 
 def detect_kind(path: Path) -> str:
-    """Tell which dataset a CSV holds from its header."""
+    """Tell which dataset a CSV holds from its header (each branch's identifying column)."""
     header = set(read_header(path))
-    if spec.KEYPOINT_IMAGE_COLUMN in header:
-        return "keypoints"
-    if spec.EMOTION_PIXELS_COLUMN in header:
-        return "emotion"
-    raise InputDataError(
-        f"{path}: header has neither {spec.KEYPOINT_IMAGE_COLUMN!r} (key points) nor "
-        f"{spec.EMOTION_PIXELS_COLUMN!r} (expressions): {sorted(header)[:6]}")
+    for branch in BRANCHES:
+        if branch.header_column in header:
+            return branch.name
+    expected = " nor ".join(f"{b.header_column!r} ({b.title.lower()})" for b in BRANCHES)
+    raise InputDataError(f"{path}: header has neither {expected}: {sorted(header)[:6]}")
 
 
 def find_csvs(data_dir: Path) -> dict[str, list[Path]]:
@@ -98,7 +95,7 @@ def find_csvs(data_dir: Path) -> dict[str, list[Path]]:
     Dated sub-folders (e.g. ``data/2026-11-24/``) are included, so dropping a new file or
     folder in adds its rows to the next run.
     """
-    found: dict[str, list[Path]] = {k: [] for k in KINDS}
+    found: dict[str, list[Path]] = {b.name: [] for b in BRANCHES}
     if not Path(data_dir).is_dir():
         return found
     for path in sorted(Path(data_dir).rglob("*")):
@@ -109,84 +106,11 @@ def find_csvs(data_dir: Path) -> dict[str, list[Path]]:
     return found
 
 
-def parse_pixels(text: str, size: int) -> np.ndarray:
-    """Parse a space-separated pixel string into a uint8 [size, size] image.
-
-    Raises ValueError with a specific message on a wrong count, a non-integer or a value
-    outside 0..255.
-    """
-    tokens = text.split()
-    if len(tokens) != size * size:
-        raise ValueError(f"expected {size * size} pixels ({size}x{size}), got {len(tokens)}")
-    try:
-        values = np.array(tokens, dtype=np.float64)
-    except ValueError:
-        bad = next(t for t in tokens if not _is_number(t))
-        raise ValueError(f"non-numeric pixel value {bad[:20]!r}") from None
-    if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
-        raise ValueError("pixel values must be integers")
-    if values.min() < 0 or values.max() > 255:
-        raise ValueError(f"pixel value out of range 0..255 (min {values.min():g}, max {values.max():g})")
-    return values.astype(np.uint8).reshape(size, size)
-
-
-def _is_number(token: str) -> bool:
-    try:
-        float(token)
-        return True
-    except ValueError:
-        return False
-
-
-def _check_keypoints(row: dict[str, str]) -> list[str]:
-    """Validate one key-point row; return the staged record."""
-    size = spec.KEYPOINT_IMAGE_SIZE
-    coords = []
-    for column in spec.KEYPOINT_COLUMNS:
-        raw = (row.get(column) or "").strip()
-        if raw == "":
-            coords.append(spec.MISSING_COORDINATE)
-            continue
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(f"{column}: non-numeric value {raw[:20]!r}") from None
-        if not np.isfinite(value) or value < 0 or value > size:
-            raise ValueError(f"{column}: coordinate {raw} outside the {size}x{size} image")
-        coords.append(value)
-    if all(c == spec.MISSING_COORDINATE for c in coords):
-        raise ValueError("no key point is labelled")
-    parse_pixels(row[spec.KEYPOINT_IMAGE_COLUMN], size)
-    return [_fmt(c) for c in coords] + [" ".join(row[spec.KEYPOINT_IMAGE_COLUMN].split())]
-
-
-def _check_emotion(row: dict[str, str]) -> list[str]:
-    raw = (row.get(spec.EMOTION_LABEL_COLUMN) or "").strip()
-    try:
-        label = int(raw)
-    except ValueError:
-        raise ValueError(f"emotion: label {raw[:20]!r} is not an integer") from None
-    if not 0 <= label < len(spec.EMOTION_CLASSES):
-        raise ValueError(f"emotion: label {label} outside 0..{len(spec.EMOTION_CLASSES) - 1}")
-    parse_pixels(row[spec.EMOTION_PIXELS_COLUMN], spec.EMOTION_IMAGE_SIZE)
-    return [str(label), " ".join(row[spec.EMOTION_PIXELS_COLUMN].split())]
-
-
-def _fmt(value: float) -> str:
-    # Always with a decimal point, so CsvExampleGen infers FLOAT for every coordinate.
-    return f"{value:.4f}"
-
-
-STAGED_COLUMNS = {
-    "keypoints": [*spec.KEYPOINT_COLUMNS, spec.KEYPOINT_IMAGE_COLUMN],
-    "emotion": [spec.EMOTION_LABEL_COLUMN, spec.EMOTION_PIXELS_COLUMN],
-}
-_CHECKS = {"keypoints": _check_keypoints, "emotion": _check_emotion}
-
-
 def iter_rows(kind: str, path: Path) -> Iterator[tuple[int, list[str] | None, str | None, str]]:
     """Yield ``(line, staged_record or None, reason or None, raw_record)`` for each row."""
-    required = STAGED_COLUMNS[kind]
+    branch = by_name(kind)
+    required = branch.staged_columns
+    check_row = branch.part("formats").check_row
     with open_text(path) as f:
         reader = csv.reader(f)
         try:
@@ -213,7 +137,7 @@ def iter_rows(kind: str, path: Path) -> Iterator[tuple[int, list[str] | None, st
                 yield line, None, f"expected {len(header)} fields, got {len(fields)}", raw
                 continue
             try:
-                yield line, _CHECKS[kind](dict(zip(header, fields))), None, raw
+                yield line, check_row(dict(zip(header, fields))), None, raw
             except ValueError as exc:
                 yield line, None, str(exc), raw
 
@@ -234,7 +158,7 @@ def stage(kind: str, sources: Iterable[Path], pipeline_root: Path) -> StageResul
     try:
         with os.fdopen(fd, "w", newline="") as out:
             writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(STAGED_COLUMNS[kind])
+            writer.writerow(by_name(kind).staged_columns)
             for source in sources:
                 for line, record, reason, raw in iter_rows(kind, source):
                     rows_read += 1

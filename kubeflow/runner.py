@@ -6,12 +6,13 @@ repository URIs and Beam arguments as parameters of the compilation.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as v2
 
 from emotion_ai.components import spec
+from emotion_ai.components.branches import BRANCHES
 from emotion_ai.pipelines import config
 from emotion_ai.pipelines.pipeline import create_pipeline
 
@@ -22,15 +23,15 @@ DEFAULT_BEAM_ARGS = ("--runner=DirectRunner", "--direct_running_mode=multi_proce
 
 
 def compile_pipeline(out: Path, *, image: str = DEFAULT_IMAGE, pipeline_root: str,
-                     keypoints_input: str | None = None, emotion_input: str | None = None,
+                     inputs: Mapping[str, str] | None = None,
                      model_repo: str | None = None, profile: config.Profile | None = None,
                      beam_args: Sequence[str] = DEFAULT_BEAM_ARGS) -> Path:
-    """Write the KFP v2 pipeline spec of both branches to ``out``; return its path."""
+    """Write the KFP v2 pipeline spec of every branch to ``out``; return its path. ``inputs``:
+    per branch name, its staged CSVs' folder (default ``<root>/staged/<branch>``)."""
     root = pipeline_root.rstrip("/")
     pipeline = create_pipeline(
         pipeline_root=root,
-        keypoints_input=keypoints_input or f"{root}/{spec.STAGING_DIR}/keypoints",
-        emotion_input=emotion_input or f"{root}/{spec.STAGING_DIR}/emotion",
+        inputs={b.name: (inputs or {}).get(b.name) or f"{root}/{spec.STAGING_DIR}/{b.name}" for b in BRANCHES},
         model_repo=model_repo or f"{root}/model_repository",
         profile=profile or config.PROFILES[config.DEFAULT_PROFILE],
         beam_pipeline_args=beam_args,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from emotion_ai.components.branches import EMOTION, KEYPOINTS
 from emotion_ai.pipelines import config
 
 
@@ -76,9 +77,9 @@ def run(profile, keypoints_csvs, emotion_csvs, data_dir, pipeline_root, model_re
 
     chosen = _profile(profile)
     try:
-        result = _run_locally(chosen, pipeline_root, _model_repo(model_repo, chosen), data_dir, verbose,
-                              keypoints_csvs=keypoints_csvs, emotion_csvs=emotion_csvs, enable_cache=not no_cache,
-                              allow_other_profile=allow_other_profile)
+        csvs = {KEYPOINTS.name: keypoints_csvs, EMOTION.name: emotion_csvs}
+        result = _run_locally(chosen, pipeline_root, _model_repo(model_repo, chosen), data_dir, verbose, csvs=csvs,
+                              enable_cache=not no_cache, allow_other_profile=allow_other_profile)
     except (InputDataError, scheduler.RunBusyError) as exc:
         raise click.ClickException(str(exc)) from None
     from emotion_ai.pipelines import local_runner
@@ -99,7 +100,7 @@ def evaluate(model_repo, keypoints_csv, emotion_csv, out) -> None:
     if not keypoints_csv and not emotion_csv:
         raise click.UsageError("give --keypoints-csv and/or --emotion-csv")
     try:
-        result = evaluation.evaluate(model_repo, keypoints_csv, emotion_csv)
+        result = evaluation.evaluate(model_repo, {KEYPOINTS.name: keypoints_csv, EMOTION.name: emotion_csv})
     except (InputDataError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     evaluation.write_json(result, out)

@@ -8,10 +8,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from emotion_ai.components import spec
-from emotion_ai.components.spec import Augmentation, ModelParams
+from emotion_ai.components.branches import EMOTION, KEYPOINTS, ModelBranch
+from emotion_ai.components.spec import Augmentation, Gate, ModelParams
 
 # --- process environment ----------------------------------------------------------------
 # Set by each entry point (the CLI, the tests' conftest, the benchmarks; the image's ENV)
@@ -40,17 +42,6 @@ MODEL_REPO = Path(os.environ.get("EMOTION_AI_MODEL_REPO", PROJECT_ROOT / "servin
 METADATA_FILE = "metadata.sqlite"  # under the pipeline root
 MODEL_REPO_KEEP_VERSIONS = 5  # versions per model kept in the serving repository
 
-@dataclasses.dataclass(frozen=True)
-class Thresholds:
-    """Evaluator gates: an absolute bound and the allowed change against the baseline."""
-
-    keypoints_max_rmse_px: float
-    keypoints_rmse_change_px: float  # candidate may be at most this much worse than baseline
-    emotion_min_accuracy: float
-    emotion_accuracy_change: float  # candidate may be at most this much worse than baseline
-    emotion_min_macro_recall: float = 0.0
-    emotion_macro_recall_change: float = 1.0  # allowed degradation against the baseline
-
 
 TRAIN_SPLIT, EVAL_SPLIT, TEST_SPLIT = "train", "eval", "test"
 SPLIT_ROLES = {
@@ -62,14 +53,15 @@ SPLIT_ROLES = {
 
 @dataclasses.dataclass(frozen=True)
 class Profile:
-    """A named set of data sizes, hyperparameters and gates."""
+    """A named set of data sizes, hyperparameters and gates. ``params`` and ``gates`` are per
+    branch name; a branch the profile does not name uses its registry defaults
+    (``components/branches.py``)."""
 
     name: str
     sample_keypoint_rows: int  # rows the generator writes when data/ holds none
     sample_emotion_rows: int
-    keypoints: ModelParams
-    emotion: ModelParams
-    thresholds: Thresholds
+    params: Mapping[str, ModelParams] = dataclasses.field(default_factory=dict)
+    gates: Mapping[str, Mapping[str, Gate]] = dataclasses.field(default_factory=dict)  # branch -> metric -> gate
     # CsvExampleGen's three splits, in hash buckets: train (fitting), eval (model selection:
     # best epoch, early stopping, the key-point offset calibration) and test (the Evaluator's
     # gate only; the Transform does not materialize it, so no Trainer can read it).
@@ -79,6 +71,23 @@ class Profile:
     # A production profile pushes to the default model repository; every other profile (open
     # gates, tiny data) to a repository of its own unless told otherwise (see model_repo_for).
     production: bool = False
+
+    def params_for(self, branch: ModelBranch) -> ModelParams:
+        return self.params.get(branch.name, branch.default_params)
+
+    def gates_for(self, branch: ModelBranch) -> Mapping[str, Gate]:
+        return self.gates.get(branch.name, branch.default_gates)
+
+    def with_params(self, branch: ModelBranch, **changes) -> Profile:
+        """A copy whose ``branch`` parameters have ``changes``."""
+        params = dataclasses.replace(self.params_for(branch), **changes)
+        return dataclasses.replace(self, params={**self.params, branch.name: params})
+
+    def with_gate(self, branch: ModelBranch, metric: str, **changes) -> Profile:
+        """A copy whose gate on ``branch``'s ``metric`` has ``changes`` (``bound``, ``max_worse``)."""
+        gates = dict(self.gates_for(branch))
+        gates[metric] = dataclasses.replace(gates[metric], **changes)
+        return dataclasses.replace(self, gates={**self.gates, branch.name: gates})
 
     @property
     def split_buckets(self) -> dict[str, int]:
@@ -92,18 +101,12 @@ class Profile:
 
 
 PROFILES = {
-    # Tiny data and one epoch: what tests and CI run. Gates are loose but real.
+    # Tiny data and one epoch: what tests and CI run. Each branch's registry defaults: small
+    # networks, gates loose but real.
     "smoke": Profile(
         name="smoke",
         sample_keypoint_rows=160,
         sample_emotion_rows=250,
-        keypoints=ModelParams(stage_filters=(8, 16), blocks_per_stage=1, epochs=1,
-                              batch_size=32, learning_rate=2e-3, stem_stride=2, head="soft_argmax", norm="group",
-                              calibrate_offsets=True),
-        emotion=ModelParams(stage_filters=(8, 16), blocks_per_stage=1, epochs=1,
-                            batch_size=32, learning_rate=2e-3, tta_shift_px=3),
-        thresholds=Thresholds(keypoints_max_rmse_px=60.0, keypoints_rmse_change_px=1e9,
-                              emotion_min_accuracy=0.0, emotion_accuracy_change=1.0),
     ),
     # Real training: sized for the real datasets on a 2-core machine (about 90 minutes in all).
     # The stem pool keeps the convolutions cheap enough for many epochs (key points: about
@@ -116,20 +119,24 @@ PROFILES = {
         # dense head on unseen people; GroupNorm so evaluation computes what training did; the
         # offset calibration removes the bias flip augmentation teaches (README, "The models";
         # the measurements are in benchmarks/results/ and the commit messages).
-        keypoints=ModelParams(stage_filters=(32, 64, 128, 256), blocks_per_stage=2, epochs=80,
-                              batch_size=32, learning_rate=1e-3, dropout=0.1, stem_stride=2, stem_pool=True,
-                              head="soft_argmax", norm="group", warmup_epochs=3, weight_decay=0.05,
-                              calibrate_offsets=True),
-        # Expressions overfit without regularization: AdamW's decay is scaled by the learning
-        # rate (1e-4 is none at all), hence decay 0.05, random erasing and label smoothing; more
-        # than 45 epochs did not help. Served over 18 views (flip x +-3 px shifts).
-        emotion=ModelParams(stage_filters=(32, 64, 128, 256), blocks_per_stage=2, epochs=45,
-                            batch_size=64, learning_rate=2e-3, dropout=0.3, stem_pool=True,
-                            warmup_epochs=2, label_smoothing=0.1, weight_decay=0.05,
-                            augmentation=Augmentation(erase_probability=0.25), tta_shift_px=3),
-        thresholds=Thresholds(keypoints_max_rmse_px=6.0, keypoints_rmse_change_px=0.05,
-                              emotion_min_accuracy=0.45, emotion_accuracy_change=0.005,
-                              emotion_min_macro_recall=0.40, emotion_macro_recall_change=0.01),
+        params={
+            KEYPOINTS.name: ModelParams(
+                stage_filters=(32, 64, 128, 256), blocks_per_stage=2, epochs=80, batch_size=32, learning_rate=1e-3,
+                dropout=0.1, stem_stride=2, stem_pool=True, head="soft_argmax", norm="group", warmup_epochs=3,
+                weight_decay=0.05, calibrate_offsets=True),
+            # Expressions overfit without regularization: AdamW's decay is scaled by the learning
+            # rate (1e-4 is none at all), hence decay 0.05, random erasing and label smoothing;
+            # more than 45 epochs did not help. Served over 18 views (flip x +-3 px shifts).
+            EMOTION.name: ModelParams(
+                stage_filters=(32, 64, 128, 256), blocks_per_stage=2, epochs=45, batch_size=64, learning_rate=2e-3,
+                dropout=0.3, stem_pool=True, warmup_epochs=2, label_smoothing=0.1, weight_decay=0.05,
+                augmentation=Augmentation(erase_probability=0.25), tta_shift_px=3),
+        },
+        gates={
+            KEYPOINTS.name: {"rmse_px": Gate(bound=6.0, max_worse=0.05)},
+            EMOTION.name: {"accuracy": Gate(bound=0.45, max_worse=0.005),
+                           "macro_recall": Gate(bound=0.40, max_worse=0.01)},
+        },
         # 8:1:1: the real key-point set is small (3,360 frames), so training keeps most of it;
         # a tenth (about 340 frames) each still chooses the epoch and gates the model.
         train_hash_buckets=8,

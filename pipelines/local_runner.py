@@ -8,14 +8,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from absl import logging as absl_logging
 from tfx import v1 as tfx
 from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
-from emotion_ai.components import spec
+from emotion_ai.components.branches import BRANCHES
 from emotion_ai.data import generator, readers
 from emotion_ai.pipelines import config, console, report, run_summary, tracking
 from emotion_ai.pipelines.pipeline import create_pipeline
@@ -80,19 +80,19 @@ def code_version() -> str:
     return f"{commit or 'no git checkout'} / components {config.code_fingerprint()}"
 
 
-def resolve_inputs(data_dir: Path, keypoints_csvs: Sequence[Path] = (), emotion_csvs: Sequence[Path] = (),
+def resolve_inputs(data_dir: Path, csvs: Mapping[str, Sequence[Path]] | None = None,
                    profile: config.Profile | None = None) -> dict[str, list[Path]]:
-    """Explicit paths win; otherwise every CSV in ``data_dir``; with none there, generate
-    the embedded sample data into ``data_dir`` first."""
+    """Per branch: the explicit ``csvs`` win; otherwise every CSV of its format in
+    ``data_dir``; with no CSV at all, generate the embedded sample data there first."""
+    csvs = csvs or {}
     found = readers.find_csvs(data_dir)
-    if not keypoints_csvs and not emotion_csvs and not any(found.values()):
+    if not any(csvs.values()) and not any(found.values()):
         profile = profile or config.PROFILES[config.DEFAULT_PROFILE]
         log.info("no CSV in %s: generating sample data (%d key-point rows, %d expression rows)",
                  data_dir, profile.sample_keypoint_rows, profile.sample_emotion_rows)
         generator.generate(data_dir, profile.sample_keypoint_rows, profile.sample_emotion_rows)
         found = readers.find_csvs(data_dir)
-    inputs = {"keypoints": list(keypoints_csvs) or found["keypoints"],
-              "emotion": list(emotion_csvs) or found["emotion"]}
+    inputs = {b.name: list(csvs.get(b.name, ())) or found[b.name] for b in BRANCHES}
     for kind, paths in inputs.items():
         if not paths:
             raise readers.InputDataError(f"no {kind} CSV: pass --{kind}-csv or put one in {data_dir}")
@@ -110,24 +110,23 @@ def stage_inputs(inputs: dict[str, list[Path]], pipeline_root: Path) -> dict[str
 
 
 def run(profile: config.Profile, pipeline_root: Path, model_repo: Path, data_dir: Path = config.DATA_DIR,
-        keypoints_csvs: Sequence[Path] = (), emotion_csvs: Sequence[Path] = (),
-        enable_cache: bool = True, allow_other_profile: bool = False,
+        csvs: Mapping[str, Sequence[Path]] | None = None, enable_cache: bool = True, allow_other_profile: bool = False,
         progress: Callable[[str], None] | None = None) -> RunResult:
-    """Stage inputs, run the whole two-branch pipeline locally, and summarize the run.
-    ``progress`` receives one line per step (component i of n, elapsed, ETA)."""
+    """Stage inputs, run the whole pipeline locally, and summarize the run. ``csvs``: per
+    branch name, the CSVs to use instead of the data dir's. ``progress`` receives one line
+    per step (component i of n, elapsed, ETA)."""
     absl_logging.set_verbosity(absl_logging.INFO)
     say = progress or (lambda line: None)
     pipeline_root, model_repo = Path(pipeline_root).resolve(), Path(model_repo).resolve()
     pipeline_root.mkdir(parents=True, exist_ok=True)
-    inputs = resolve_inputs(Path(data_dir), keypoints_csvs, emotion_csvs, profile)
+    inputs = resolve_inputs(Path(data_dir), csvs, profile)
     say("validating and staging the input rows")
     staged = stage_inputs(inputs, pipeline_root)
     for kind, st in staged.items():
         say(f"  {kind}: {st.rows_read} rows read, {st.rows_rejected} rejected")
     pipeline = create_pipeline(
         pipeline_root=str(pipeline_root),
-        keypoints_input=str(staged["keypoints"].staged_path.parent),
-        emotion_input=str(staged["emotion"].staged_path.parent),
+        inputs={name: str(st.staged_path.parent) for name, st in staged.items()},
         model_repo=str(model_repo),
         profile=profile,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
@@ -206,7 +205,7 @@ def format_summary(result: RunResult) -> str:
     lines = [f"Run {result.summary.run_id}"]
     if ctx:
         lines.append(f"  profile {ctx.profile}; code {ctx.code_version}")
-    for branch in spec.BRANCHES:
+    for branch in BRANCHES:
         b = result.summary.branches[branch.name]
         st = result.staged[branch.name]
         lines.append(f"  {branch.name}:")

@@ -1,16 +1,17 @@
-"""``create_pipeline``: the two-branch TFX DAG, wiring only.
+"""``create_pipeline``: the TFX DAG, wiring only.
 
-Per branch (key points, expressions), with unique component ids:
-CsvExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer
--> Resolver (latest blessed model of this branch) -> Evaluator -> Pusher.
+Per model branch of the registry (``components/branches.py``: key points, expressions),
+with unique component ids: CsvExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator
+-> Transform -> Trainer -> Resolver (latest blessed model of this branch) -> Evaluator ->
+Pusher.
 
-All ML logic lives in the module files under ``components/``; all names, sizes and
-thresholds in ``pipelines.config``. Local runners and the Kubeflow runner call this one
-function.
+All ML logic lives in the branches' module files under ``components/``; hyperparameters
+and gate values per profile in ``pipelines.config``. Local runners and the Kubeflow runner
+call this one function.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2
@@ -18,39 +19,16 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts
 
-from emotion_ai.components import repository_pusher, spec
+from emotion_ai.components import repository_pusher
+from emotion_ai.components.branches import BRANCHES, Metric, ModelBranch
+from emotion_ai.components.spec import Gate
 from emotion_ai.pipelines import config
 
-_MODULES = {
-    name: (f"emotion_ai.components.{name}.transform.preprocessing_fn", f"emotion_ai.components.{name}.trainer.run_fn")
-    for name in ("keypoints", "emotion")
-}
 
-
-def _model_spec(label_key: str, prediction_key: str) -> tfma.ModelSpec:
+def _model_spec(branch: ModelBranch) -> tfma.ModelSpec:
     """Raw tf.Examples through ``serving_examples``; labels from the Transform graph."""
     return tfma.ModelSpec(signature_name="serving_examples", preprocessing_function_names=["transform_features"],
-                          label_key=label_key, prediction_key=prediction_key)
-
-
-def keypoints_eval_config(thresholds: config.Thresholds) -> tfma.EvalConfig:
-    """Gate: RMSE in pixels over known key points, absolute bound and no regression."""
-    return tfma.EvalConfig(
-        model_specs=[_model_spec(spec.KEYPOINTS_PIXELS, spec.KEYPOINTS_OUTPUT)],
-        slicing_specs=[tfma.SlicingSpec()],
-        metrics_specs=[tfma.MetricsSpec(metrics=[
-            tfma.MetricConfig(
-                class_name="MaskedPixelRMSE", module="emotion_ai.components.keypoints.metrics",
-                config='"name": "rmse_px"',
-                per_slice_thresholds=overall_only(tfma.MetricThreshold(
-                    value_threshold=tfma.GenericValueThreshold(
-                        upper_bound={"value": thresholds.keypoints_max_rmse_px}),
-                    change_threshold=tfma.GenericChangeThreshold(
-                        direction=tfma.MetricDirection.LOWER_IS_BETTER,
-                        absolute={"value": thresholds.keypoints_rmse_change_px})))),
-            tfma.MetricConfig(class_name="ExampleCount"),
-        ])],
-    )
+                          label_key=branch.label, prediction_key=branch.output)
 
 
 def overall_only(threshold: tfma.MetricThreshold) -> list[config_pb2.PerSliceMetricThreshold]:
@@ -59,43 +37,46 @@ def overall_only(threshold: tfma.MetricThreshold) -> list[config_pb2.PerSliceMet
     return [config_pb2.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)]
 
 
-def _floor_and_no_regression(floor: float, allowed_drop: float) -> list[config_pb2.PerSliceMetricThreshold]:
-    return overall_only(tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": floor}),
-        change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                                                     absolute={"value": -allowed_drop})))
+def _threshold(metric: Metric, gate: Gate) -> tfma.MetricThreshold:
+    """The absolute bound and the allowed change against the baseline, in TFMA's terms."""
+    if metric.higher_is_better:
+        return tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": gate.bound}),
+            change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                                                         absolute={"value": -gate.max_worse}))
+    return tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(upper_bound={"value": gate.bound}),
+        change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.LOWER_IS_BETTER,
+                                                     absolute={"value": gate.max_worse}))
 
 
-def emotion_eval_config(thresholds: config.Thresholds) -> tfma.EvalConfig:
-    """Gates: accuracy and macro-averaged recall, each with an absolute floor and no
-    regression against the baseline. Slicing by the true class reports per-class recall
-    (accuracy within a true-class slice is that class's recall)."""
+def eval_config(branch: ModelBranch, gates: Mapping[str, Gate]) -> tfma.EvalConfig:
+    """The branch's metrics, each gated (on the overall slice) when ``gates`` names it, plus
+    the example count; sliced overall and by the branch's slice columns."""
+    unknown = set(gates) - {m.name for m in branch.metrics}
+    if unknown:
+        raise ValueError(f"{branch.name}: gates on unknown metric(s) {sorted(unknown)}; "
+                         f"it computes {[m.name for m in branch.metrics]}")
+    metrics = []
+    for metric in branch.metrics:
+        config_json = f'"name": "{metric.name}"'
+        thresholds = overall_only(_threshold(metric, gates[metric.name])) if metric.name in gates else []
+        metrics.append(tfma.MetricConfig(class_name=metric.class_name, module=metric.module or "",
+                                         config=config_json, per_slice_thresholds=thresholds))
+    metrics.append(tfma.MetricConfig(class_name="ExampleCount"))
     return tfma.EvalConfig(
-        model_specs=[_model_spec(spec.EMOTION_LABEL, spec.EMOTION_OUTPUT)],
-        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[spec.EMOTION_LABEL_COLUMN])],
-        metrics_specs=[tfma.MetricsSpec(metrics=[
-            tfma.MetricConfig(
-                class_name="SparseCategoricalAccuracy", config='"name": "accuracy"',
-                per_slice_thresholds=_floor_and_no_regression(thresholds.emotion_min_accuracy,
-                                                   thresholds.emotion_accuracy_change)),
-            tfma.MetricConfig(
-                class_name="MacroRecall", module="emotion_ai.components.emotion.metrics",
-                per_slice_thresholds=_floor_and_no_regression(thresholds.emotion_min_macro_recall,
-                                                   thresholds.emotion_macro_recall_change)),
-            tfma.MetricConfig(class_name="ExampleCount"),
-        ])],
+        model_specs=[_model_spec(branch)],
+        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[c]) for c in branch.slice_columns],
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
     )
 
 
-_EVAL_CONFIGS = {"keypoints": keypoints_eval_config, "emotion": emotion_eval_config}
-
-
-def _branch(branch: spec.Branch, input_base: str, profile: config.Profile, model_repo: str,
+def _branch(branch: ModelBranch, input_base: str, profile: config.Profile, model_repo: str,
             allow_other_profile: bool) -> list:
     """The nine components of one model branch."""
     code_version = config.code_fingerprint(branch.name)
     cid = branch.component_id
-    params = getattr(profile, branch.name)
+    params = profile.params_for(branch)
     example_gen = tfx.components.CsvExampleGen(
         input_base=input_base,
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
@@ -109,11 +90,10 @@ def _branch(branch: spec.Branch, input_base: str, profile: config.Profile, model
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"]).with_id(cid("ExampleValidator"))
-    preprocessing_fn, run_fn = _MODULES[branch.name]
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
-        preprocessing_fn=preprocessing_fn,
+        preprocessing_fn=branch.preprocessing_fn,
         custom_config={"code_version": code_version},
         # The test split is not transformed: the Trainer cannot read what does not exist.
         splits_config=tfx.proto.SplitsConfig(analyze=[config.TRAIN_SPLIT],
@@ -121,7 +101,7 @@ def _branch(branch: spec.Branch, input_base: str, profile: config.Profile, model
         disable_statistics=True,
     ).with_id(cid("Transform"))
     trainer = tfx.components.Trainer(
-        run_fn=run_fn,
+        run_fn=branch.run_fn,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
@@ -141,7 +121,7 @@ def _branch(branch: spec.Branch, input_base: str, profile: config.Profile, model
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
-        eval_config=_EVAL_CONFIGS[branch.name](profile.thresholds),
+        eval_config=eval_config(branch, profile.gates_for(branch)),
         example_splits=[config.TEST_SPLIT],  # held out: the Trainer chose its epoch on eval
     ).with_id(cid("Evaluator"))
     pusher = tfx.components.Pusher(
@@ -161,8 +141,7 @@ def _branch(branch: spec.Branch, input_base: str, profile: config.Profile, model
 def create_pipeline(
     *,
     pipeline_root: str,
-    keypoints_input: str,
-    emotion_input: str,
+    inputs: Mapping[str, str],
     model_repo: str,
     profile: config.Profile,
     metadata_connection_config=None,
@@ -171,10 +150,14 @@ def create_pipeline(
     pipeline_name: str = config.PIPELINE_NAME,
     allow_other_profile: bool = False,
 ) -> tfx.dsl.Pipeline:
-    """Both branches in one pipeline. Inputs are folders of staged CSVs (or URIs).
-    ``allow_other_profile`` lets the Pushers write into a repository another profile owns."""
-    components = [c for branch, input_base in ((spec.KEYPOINTS, keypoints_input), (spec.EMOTION, emotion_input))
-                  for c in _branch(branch, input_base, profile, model_repo, allow_other_profile)]
+    """Every branch of the registry in one pipeline. ``inputs``: per branch name, a folder of
+    staged CSVs (or its URI). ``allow_other_profile`` lets the Pushers write into a repository
+    another profile owns."""
+    missing = [b.name for b in BRANCHES if b.name not in inputs]
+    if missing:
+        raise ValueError(f"no input for the {', '.join(missing)} branch(es)")
+    components = [c for branch in BRANCHES
+                  for c in _branch(branch, inputs[branch.name], profile, model_repo, allow_other_profile)]
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,

@@ -15,7 +15,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
 
-from emotion_ai.components import spec
+from emotion_ai.components.branches import BRANCHES
 from emotion_ai.pipelines import config
 
 _STATES = {metadata_store_pb2.Execution.COMPLETE: "complete", metadata_store_pb2.Execution.CACHED: "cached",
@@ -273,7 +273,7 @@ def summarize(pipeline_root: Path, run_id: str | None = None) -> RunSummary:
         raise KeyError(f"{pipeline_root}: no pipeline run recorded")
     components = component_runs(store, run_id)
     summary = RunSummary(run_id, components, {})
-    for branch in spec.BRANCHES:
+    for branch in BRANCHES:
         cid = branch.component_id
         evaluation, blessed = None, None
         evaluator = summary.component(cid("Evaluator"))

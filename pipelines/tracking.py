@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from emotion_ai.components import spec
+from emotion_ai.components.branches import BRANCHES
 from emotion_ai.pipelines import config
 
 
@@ -74,10 +74,10 @@ def track(result, profile: config.Profile, pipeline_root: Path) -> str:
         mlflow.log_metric("wall_seconds", sum(c.seconds for c in summary.components))
         if result.report_path:
             mlflow.log_artifact(str(result.report_path))
-        for branch in spec.BRANCHES:
+        for branch in BRANCHES:
             b = summary.branches[branch.name]
             with mlflow.start_run(experiment_id=experiment_id, run_name=branch.name, nested=True) as child:
-                mlflow.log_params(getattr(profile, branch.name).flat())
+                mlflow.log_params(profile.params_for(branch).flat())
                 mlflow.log_metrics({f"examples_{split}": n for split, n in b.split_counts.items()})
                 mlflow.set_tags({"blessed": str(b.blessed), "pushed": str(b.pushed and not b.identical_to_version),
                                  "pushed_version": b.pushed_version or b.identical_to_version or "",

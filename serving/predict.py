@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emotion_ai.components import spec
+from emotion_ai.components.branches import BRANCHES, by_name
 
 CASCADE = "haarcascade_frontalface_default.xml"
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -46,7 +46,7 @@ class LocalModels:
     def __init__(self, model_repo: Path):
         from emotion_ai.serving.local_model import ServedModel
 
-        self._models = {b.name: ServedModel(model_repo, b.name) for b in spec.BRANCHES}
+        self._models = {b.name: ServedModel(model_repo, b.name) for b in BRANCHES}
         self.source = ", ".join(f"{m.name} v{m.version}" for m in self._models.values())
 
     def images(self, model: str, encoded: list[bytes]) -> dict[str, np.ndarray]:
@@ -64,7 +64,7 @@ class RemoteModels:
 
         self._client = ServingClient(url)
         versions = {b.name: self._client.status(b.name)["model_version_status"][0]["version"]
-                    for b in spec.BRANCHES}
+                    for b in BRANCHES}
         self.source = f"{url} (" + ", ".join(f"{k} v{v}" for k, v in versions.items()) + ")"
 
     def images(self, model: str, encoded: list[bytes]) -> dict[str, np.ndarray]:
@@ -72,21 +72,6 @@ class RemoteModels:
 
     def pixel_strings(self, model: str, pixels: list[str]) -> dict[str, np.ndarray]:
         return self._client.predict_pixel_strings(model, pixels)
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _emotion(outputs: dict[str, np.ndarray], i: int) -> dict:
-    probabilities = outputs[spec.EMOTION_OUTPUT][i]
-    return {"label": _text(outputs["label"][i]),
-            "probabilities": {c: round(float(p), 4) for c, p in zip(spec.EMOTION_CLASSES, probabilities)}}
-
-
-def _points(coords: np.ndarray, dx: float = 0.0, dy: float = 0.0) -> dict:
-    xy = np.asarray(coords, dtype=float).reshape(-1, 2) + [dx, dy]
-    return {name: [round(float(x), 2), round(float(y), 2)] for name, (x, y) in zip(spec.KEYPOINT_NAMES, xy)}
 
 
 def read_photo(path: Path) -> np.ndarray:
@@ -108,24 +93,31 @@ def predict_photo(path: Path, models, detector: FaceDetector) -> tuple[dict, np.
               "faces": []}
     if boxes:
         crops = [cv2.imencode(".png", image[y:y + h, x:x + w])[1].tobytes() for x, y, w, h in boxes]
-        keypoints = models.images(spec.KEYPOINTS.name, crops)[spec.KEYPOINTS_OUTPUT]
-        emotions = models.images(spec.EMOTION.name, crops)
+        outputs = {b.name: models.images(b.name, crops) for b in BRANCHES}
         for i, (x, y, w, h) in enumerate(boxes):
-            # The served model returns points in the crop's pixels; shift them into the photo.
-            result["faces"].append({"box": {"x": x, "y": y, "width": w, "height": h},
-                                    "keypoints": _points(keypoints[i], x, y), "emotion": _emotion(emotions, i)})
+            # The served models answer in the crop's pixels; the offset moves them into the photo.
+            face = {"box": {"x": x, "y": y, "width": w, "height": h}}
+            face.update({b.name: b.part("formats").describe(outputs[b.name], i, (x, y)) for b in BRANCHES})
+            result["faces"].append(face)
     return result, annotate(image, result["faces"])
 
 
+def caption(face: dict) -> str:
+    """What the branches say about one face in words, e.g. ``Happy 0.93``."""
+    captions = [branch.part("formats").caption(face[branch.name]) for branch in BRANCHES]
+    return " ".join(c for c in captions if c)
+
+
 def annotate(image: np.ndarray, faces: list[dict]) -> np.ndarray:
+    """The photo with each face's box, what each branch draws, and their captions above the box."""
     out = image.copy()
     thickness = max(1, round(max(image.shape[:2]) / 400))
     for face in faces:
         b = face["box"]
         cv2.rectangle(out, (b["x"], b["y"]), (b["x"] + b["width"], b["y"] + b["height"]), (0, 200, 0), thickness)
-        for x, y in face["keypoints"].values():
-            cv2.circle(out, (round(x), round(y)), max(2, thickness + 1), (0, 0, 255), -1)
-        label = f"{face['emotion']['label']} {max(face['emotion']['probabilities'].values()):.2f}"
+        for branch in BRANCHES:
+            branch.part("formats").draw(out, face[branch.name], thickness)
+        label = caption(face)
         cv2.putText(out, label, (b["x"], max(12, b["y"] - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness + 0.1,
                     (0, 200, 0), thickness, cv2.LINE_AA)
     return out
@@ -137,12 +129,10 @@ def predict_csv(path: Path, models, batch: int = 64) -> dict:
     from emotion_ai.data import readers
 
     try:
-        kind = readers.detect_kind(path)
-        model = spec.KEYPOINTS.name if kind == "keypoints" else spec.EMOTION.name
-        column = spec.KEYPOINT_IMAGE_COLUMN if kind == "keypoints" else spec.EMOTION_PIXELS_COLUMN
-        index = readers.STAGED_COLUMNS[kind].index(column)
+        branch = by_name(readers.detect_kind(path))
+        index = branch.staged_columns.index(branch.image_column)
         rows, rejected = [], []
-        for line, record, reason, _raw in readers.iter_rows(kind, path):
+        for line, record, reason, _raw in readers.iter_rows(branch.name, path):
             if record is None:
                 rejected.append({"line": line, "reason": reason})
             else:
@@ -152,13 +142,10 @@ def predict_csv(path: Path, models, batch: int = 64) -> dict:
     predictions = []
     for start in range(0, len(rows), batch):
         chunk = rows[start:start + batch]
-        outputs = models.pixel_strings(model, [p for _, p in chunk])
-        for i, (line, _) in enumerate(chunk):
-            if model == spec.KEYPOINTS.name:
-                predictions.append({"line": line, "keypoints": _points(outputs[spec.KEYPOINTS_OUTPUT][i])})
-            else:
-                predictions.append({"line": line, "emotion": _emotion(outputs, i)})
-    return {"csv": str(path), "model": model, "models": models.source, "rows_scored": len(predictions),
+        outputs = models.pixel_strings(branch.name, [p for _, p in chunk])
+        describe = branch.part("formats").describe
+        predictions += [{"line": line, branch.name: describe(outputs, i)} for i, (line, _) in enumerate(chunk)]
+    return {"csv": str(path), "model": branch.name, "models": models.source, "rows_scored": len(predictions),
             "rows_rejected": len(rejected), "rejected": rejected, "predictions": predictions}
 
 
@@ -187,7 +174,7 @@ def run(inputs: list[Path], out_dir: Path, model_repo: Path | None = None, serve
                 cv2.imwrite(str(image_path), annotated)
                 summary = {"input": str(path), "json": str(target), "image": str(image_path),
                            "faces": len(result["faces"]),
-                           "labels": [f["emotion"]["label"] for f in result["faces"]]}
+                           "labels": [caption(f) for f in result["faces"]]}
                 if not result["faces"]:
                     result["message"] = "no face found"
             target.write_text(json.dumps(result, indent=2))

@@ -5,6 +5,7 @@ import json
 
 from click.testing import CliRunner
 
+from emotion_ai.components.branches import BRANCHES
 from emotion_ai.pipelines.cli import main
 
 BRANCH_CHAIN = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
@@ -42,7 +43,6 @@ def test_compiled_spec_has_both_branches_wired_with_the_image(tmp_path):
 def test_kserve_manifests_parse_and_point_at_the_pushed_models(tmp_path):
     import yaml
 
-    from emotion_ai.components import spec
     from emotion_ai.kubeflow import kserve
 
     committed = list(yaml.safe_load_all(kserve.MANIFEST_FILE.read_text()))
@@ -54,7 +54,7 @@ def test_kserve_manifests_parse_and_point_at_the_pushed_models(tmp_path):
     docs = list(yaml.safe_load_all(out.read_text()))
     assert [d["kind"] for d in docs] == ["InferenceService", "InferenceService"]
     by_model = {d["metadata"]["labels"]["emotion-ai/model"]: d for d in docs}
-    assert set(by_model) == {b.name for b in spec.BRANCHES}
+    assert set(by_model) == {b.name for b in BRANCHES}
     for model, doc in by_model.items():
         assert doc["apiVersion"] == "serving.kserve.io/v1beta1"
         assert doc["metadata"]["name"] == f"emotion-ai-{model}" and doc["metadata"]["namespace"] == "team-a"

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from emotion_ai.components import spec
+from emotion_ai.components.branches import by_name
 from emotion_ai.components.common import training
 from emotion_ai.components.emotion import model as emotion_model
 from emotion_ai.components.keypoints import metrics as keypoint_metrics
@@ -98,7 +99,7 @@ def test_soft_argmax_network_learns_where_a_dot_is():
 def test_model_params_survive_the_trainers_custom_config(profile, branch):
     """The pipeline hands hyperparameters to the Trainer as JSON; what arrives must be the
     profile's, nested augmentation settings and tuples included."""
-    params = getattr(config.PROFILES[profile], branch)
+    params = config.PROFILES[profile].params_for(by_name(branch))
     assert spec.ModelParams.from_dict(json.loads(json.dumps(params.to_dict()))) == params
     off = dataclasses.replace(params, augmentation=None)
     assert spec.ModelParams.from_dict(json.loads(json.dumps(off.to_dict()))) == off

@@ -10,7 +10,6 @@ One module-wide sequence of runs on one pipeline root:
 """
 from __future__ import annotations
 
-import dataclasses
 import shutil
 
 import numpy as np
@@ -18,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 from emotion_ai.components import model_repository, spec
+from emotion_ai.components.branches import EMOTION, KEYPOINTS
 from emotion_ai.data import readers
 from emotion_ai.pipelines import config, local_runner
 
@@ -131,9 +131,7 @@ def test_second_run_on_unchanged_data_is_cached_and_pushes_nothing(second_run, f
 
 
 def test_failing_gates_block_the_push(second_run, workspace):
-    strict = dataclasses.replace(SMOKE, thresholds=config.Thresholds(
-        keypoints_max_rmse_px=0.001, keypoints_rmse_change_px=1e9,
-        emotion_min_accuracy=1.01, emotion_accuracy_change=1.0))
+    strict = SMOKE.with_gate(KEYPOINTS, "rmse_px", bound=0.001).with_gate(EMOTION, "accuracy", bound=1.01)
     before = {m: _versions(workspace["repo"], m) for m in ("keypoints", "emotion")}
     result = local_runner.run(strict, workspace["root"], workspace["repo"], workspace["data"])
     for name in ("keypoints", "emotion"):
@@ -168,9 +166,10 @@ def test_evaluate_scores_plain_gzip_and_malformed_csvs_through_the_served_models
     assert (em["rows_scored"], em["rows_rejected"]) == (40, 2)
     assert set(kp["per_point_rmse_px"]) == set(spec.KEYPOINT_NAMES)
     assert 0 < kp["rmse_px"] < 96 and kp["mean_point_error_px"] > 0
-    assert 0 <= em["accuracy"] <= 1 and 0 <= em["macro_f1"] <= 1
     assert set(em["per_class"]) == set(spec.EMOTION_CLASSES)
-    assert sum(map(sum, em["confusion_matrix"]["rows_true_columns_predicted"])) == 40
+    cm = np.array(em["confusion_matrix"]["rows_true_columns_predicted"])
+    assert cm.sum() == 40 and em["accuracy"] == pytest.approx(np.trace(cm) / 40)
+    assert em["macro_f1"] == pytest.approx(np.mean([v["f1"] for v in em["per_class"].values() if v["support"]]))
     assert sum(v["support"] for v in em["per_class"].values()) == 40
     assert "RMSE" in result.output and "macro F1" in result.output
 
@@ -246,8 +245,7 @@ def test_mlflow_tracks_the_run_models_and_registry(first_run, workspace):
 
 def test_change_threshold_against_an_equal_baseline_blocks_the_push(second_run, workspace):
     """The candidate must beat the last blessed model by a margin it cannot reach."""
-    demanding = dataclasses.replace(SMOKE, thresholds=dataclasses.replace(
-        SMOKE.thresholds, keypoints_rmse_change_px=-1000.0, emotion_accuracy_change=-1.0))
+    demanding = SMOKE.with_gate(KEYPOINTS, "rmse_px", max_worse=-1000.0).with_gate(EMOTION, "accuracy", max_worse=-1.0)
     before = {m: _versions(workspace["repo"], m) for m in ("keypoints", "emotion")}
     result = local_runner.run(demanding, workspace["root"], workspace["repo"], workspace["data"])
     for name in ("keypoints", "emotion"):
@@ -266,7 +264,7 @@ def test_gates_apply_to_the_overall_slice_not_to_each_class(second_run, workspac
                if "accuracy" in m]
     floor = accuracy - 0.01
     assert recalls and min(recalls) < floor, "precondition: one class is under the overall floor"
-    profile = dataclasses.replace(SMOKE, thresholds=dataclasses.replace(SMOKE.thresholds, emotion_min_accuracy=floor))
+    profile = SMOKE.with_gate(EMOTION, "accuracy", bound=floor)
     result = local_runner.run(profile, workspace["root"], workspace["repo"], workspace["data"])
     assert result.summary.branches["emotion"].blessed is True, result.summary.branches["emotion"].validation_failures
 
@@ -294,10 +292,8 @@ def test_a_worse_candidate_shows_its_own_figures_beside_the_baselines_and_is_not
     from emotion_ai.pipelines import tracking
 
     untrained = {"learning_rate": 1e-9, "calibrate_offsets": False}
-    worse = dataclasses.replace(
-        SMOKE, keypoints=dataclasses.replace(SMOKE.keypoints, **untrained),
-        emotion=dataclasses.replace(SMOKE.emotion, learning_rate=1e-9),
-        thresholds=dataclasses.replace(SMOKE.thresholds, keypoints_rmse_change_px=0.0))
+    worse = (SMOKE.with_params(KEYPOINTS, **untrained).with_params(EMOTION, learning_rate=1e-9)
+             .with_gate(KEYPOINTS, "rmse_px", max_worse=0.0))
     before = _versions(workspace["repo"], "keypoints")
     result = local_runner.run(worse, workspace["root"], workspace["repo"], workspace["data"])
     kp = result.summary.branches["keypoints"]
@@ -361,7 +357,7 @@ def test_a_smoke_run_cannot_change_the_full_profiles_repository(second_run, work
     (production / model_repository.OWNER_FILE).write_text(json.dumps({"profile": "full"}))
     before = {p.relative_to(production): p.stat().st_mtime for p in production.rglob("*")}
     # New weights (one more epoch), so there would be something to push.
-    other = dataclasses.replace(SMOKE, keypoints=dataclasses.replace(SMOKE.keypoints, epochs=2))
+    other = SMOKE.with_params(KEYPOINTS, epochs=2)
     result = local_runner.run(other, workspace["root"], production, workspace["data"])
     kp = result.summary.branches["keypoints"]
     assert kp.blessed is True and not kp.pushed

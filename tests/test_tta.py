@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from emotion_ai.components import spec
+from emotion_ai.components.branches import KEYPOINTS
 from emotion_ai.components.common import views as tta
 from emotion_ai.components.keypoints import trainer as keypoint_trainer
 from emotion_ai.components.keypoints.transform import denormalize_coordinates, normalize_coordinates
@@ -18,7 +19,7 @@ RIGHT_EYE = spec.KEYPOINT_NAMES.index("right_eye_center")
 
 
 def _params(flip: bool, shift: int) -> spec.ModelParams:
-    return dataclasses.replace(config.PROFILES["smoke"].keypoints, flip_tta=flip, tta_shift_px=shift)
+    return dataclasses.replace(config.PROFILES["smoke"].params_for(KEYPOINTS), flip_tta=flip, tta_shift_px=shift)
 
 
 def test_views_are_a_grid_of_shifts_times_mirrors():

@@ -58,3 +58,18 @@ def classification_metrics(truth: np.ndarray, pred: np.ndarray) -> dict:
         "per_class": per_class,
         "confusion_matrix": {"labels": list(spec.EMOTION_CLASSES), "rows_true_columns_predicted": cm.tolist()},
     }
+
+
+def summarize(truth: np.ndarray, outputs: dict[str, np.ndarray]) -> dict:
+    """``classification_metrics`` of the served outputs' most probable class against the labels."""
+    probabilities = outputs.get(spec.EMOTION_OUTPUT, np.zeros((0, N_CLASSES)))
+    return classification_metrics(truth, probabilities.argmax(-1))
+
+
+def summary_lines(result: dict) -> list[str]:
+    """``summarize``'s result for a terminal."""
+    lines = [f"  accuracy {result['accuracy']:.4f}   macro F1 {result['macro_f1']:.4f}",
+             f"    {'class':<10} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}"]
+    lines += [f"    {name:<10} {v['precision']:9.3f} {v['recall']:7.3f} {v['f1']:6.3f} {v['support']:8d}"
+              for name, v in result["per_class"].items()]
+    return lines

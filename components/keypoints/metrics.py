@@ -46,6 +46,20 @@ def keypoint_metrics(truth: np.ndarray, pred: np.ndarray) -> dict:
     }
 
 
+def summarize(truth: np.ndarray, outputs: dict[str, np.ndarray]) -> dict:
+    """``keypoint_metrics`` of the served outputs against pixel labels (``formats.truth``)."""
+    pred = outputs.get(spec.KEYPOINTS_OUTPUT, np.zeros((0, N_COORDINATES)))
+    return keypoint_metrics(truth, pred)
+
+
+def summary_lines(result: dict) -> list[str]:
+    """``summarize``'s result for a terminal."""
+    lines = [f"  RMSE {result['rmse_px']:.3f} px   mean point error "
+             f"{result['mean_point_error_px'] or float('nan'):.3f} px"]
+    lines += [f"    {name:<26} {'n/a' if v is None else f'{v:.3f}'}" for name, v in result["per_point_rmse_px"].items()]
+    return lines
+
+
 class MaskedPixelRMSE(tf.keras.metrics.Metric):
     """sqrt(mean squared error) over the known coordinates, in pixels, from pixel labels
     (``MISSING_COORDINATE`` where unknown) and pixel predictions: the Evaluator's metric."""

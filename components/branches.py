@@ -1,0 +1,143 @@
+"""The model branches: one registry entry per model, all that differs between them.
+
+An entry names the branch's input format (the CSV header column that identifies it, the
+staged columns, the image column and size), the transformed label and served output the
+Evaluator compares, the metrics it gates on, its default hyperparameters and gates, and
+the package that holds its code. That package fulfils one contract, module by module:
+
+* ``formats``: ``check_row(raw row) -> staged record`` (``ValueError`` says what is wrong),
+  ``truth(staged records)``, ``describe(outputs, i, offset)`` (one served output as JSON)
+  and ``draw(photo, described, box, thickness) -> caption or None``;
+* ``transform``: ``preprocessing_fn`` (TFX Transform);
+* ``trainer``: ``run_fn`` (TFX Trainer), exporting the signatures of ``common.export``;
+* ``metrics``: the Keras metric classes named in ``metrics`` below, ``summarize(truth,
+  outputs) -> dict`` and ``summary_lines(result) -> list[str]`` (``emotion-ai evaluate``);
+* ``report``: ``section(evaluation, examples, outputs)`` and ``data_samples(examples, split)``
+  (HTML for the run report).
+
+The pipeline wiring, the data readers, ``evaluate``, ``predict``, the report, MLflow
+tracking and the KServe manifests all iterate over ``BRANCHES``; adding a model is adding
+an entry here and its package. Importing this module imports no TensorFlow: the parts are
+imported when first used (``ModelBranch.part``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from types import ModuleType
+
+from emotion_ai.components import spec
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """A metric the Evaluator computes and may gate on: a Keras metric TFMA instantiates."""
+
+    name: str  # as TFMA reports it, e.g. "rmse_px"
+    class_name: str
+    module: str | None = None  # None: one of tf.keras.metrics
+    higher_is_better: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelBranch:
+    """One model of the DAG: its data, its gates and where its code lives."""
+
+    name: str  # component ids, the repository folder, the served model name
+    title: str  # for people: the report's section heading
+    package: str  # the contract modules (see the module docstring)
+    header_column: str  # a raw CSV with this header column holds this branch's data
+    staged_columns: tuple[str, ...]  # the staged CSV's header, in order
+    image_column: str  # the pixel-string column the serving signatures take
+    image_size: int
+    label: str  # the transformed feature the Evaluator takes as the label
+    output: str  # the served output it compares with it
+    metrics: tuple[Metric, ...]
+    default_params: spec.ModelParams  # when a profile names no parameters for this branch
+    default_gates: dict[str, spec.Gate]  # metric name -> gate, when a profile names none
+    slice_columns: tuple[str, ...] = ()  # raw columns the Evaluator also slices by
+
+    def component_id(self, kind: str) -> str:
+        return f"{kind}_{self.name}"
+
+    def part(self, module: str) -> ModuleType:
+        """One module of the branch's package (``formats``, ``metrics``, ``report`` ...)."""
+        return importlib.import_module(f"{self.package}.{module}")
+
+    @property
+    def preprocessing_fn(self) -> str:
+        return f"{self.package}.transform.preprocessing_fn"
+
+    @property
+    def run_fn(self) -> str:
+        return f"{self.package}.trainer.run_fn"
+
+    def metric(self, name: str) -> Metric:
+        return next(m for m in self.metrics if m.name == name)
+
+
+KEYPOINTS = ModelBranch(
+    name="keypoints",
+    title="Key points",
+    package="emotion_ai.components.keypoints",
+    header_column=spec.KEYPOINT_IMAGE_COLUMN,
+    staged_columns=(*spec.KEYPOINT_COLUMNS, spec.KEYPOINT_IMAGE_COLUMN),
+    image_column=spec.KEYPOINT_IMAGE_COLUMN,
+    image_size=spec.KEYPOINT_IMAGE_SIZE,
+    label=spec.KEYPOINTS_PIXELS,
+    output=spec.KEYPOINTS_OUTPUT,
+    # RMSE in pixels over the known coordinates (Kaggle's metric)
+    metrics=(Metric("rmse_px", "MaskedPixelRMSE", "emotion_ai.components.keypoints.metrics", higher_is_better=False),),
+    default_params=spec.ModelParams(stage_filters=(8, 16), blocks_per_stage=1, epochs=1, batch_size=32,
+                                    learning_rate=2e-3, stem_stride=2, head="soft_argmax", norm="group",
+                                    calibrate_offsets=True),
+    default_gates={"rmse_px": spec.Gate(bound=60.0, max_worse=1e9)},
+)
+
+EMOTION = ModelBranch(
+    name="emotion",
+    title="Expressions",
+    package="emotion_ai.components.emotion",
+    header_column=spec.EMOTION_PIXELS_COLUMN,
+    staged_columns=(spec.EMOTION_LABEL_COLUMN, spec.EMOTION_PIXELS_COLUMN),
+    image_column=spec.EMOTION_PIXELS_COLUMN,
+    image_size=spec.EMOTION_IMAGE_SIZE,
+    label=spec.EMOTION_LABEL,
+    output=spec.EMOTION_OUTPUT,
+    # accuracy within a true-class slice is that class's recall
+    metrics=(Metric("accuracy", "SparseCategoricalAccuracy"),
+             Metric("macro_recall", "MacroRecall", "emotion_ai.components.emotion.metrics")),
+    default_params=spec.ModelParams(stage_filters=(8, 16), blocks_per_stage=1, epochs=1, batch_size=32,
+                                    learning_rate=2e-3, tta_shift_px=3),
+    default_gates={"accuracy": spec.Gate(bound=0.0, max_worse=1.0),
+                   "macro_recall": spec.Gate(bound=0.0, max_worse=1.0)},
+    slice_columns=(spec.EMOTION_LABEL_COLUMN,),
+)
+
+# The registry. A list, so that every module that imported it sees a branch registered later.
+BRANCHES: list[ModelBranch] = []
+
+
+def register(branch: ModelBranch) -> ModelBranch:
+    """Add ``branch`` to the DAG and to everything that iterates over the branches."""
+    for other in BRANCHES:
+        if branch.name == other.name or branch.header_column == other.header_column:
+            raise ValueError(f"branch {branch.name!r} clashes with {other.name!r} "
+                             "(names and identifying header columns must be unique)")
+    BRANCHES.append(branch)
+    return branch
+
+
+def unregister(name: str) -> None:
+    BRANCHES.remove(by_name(name))
+
+
+register(KEYPOINTS)
+register(EMOTION)
+
+
+def by_name(name: str) -> ModelBranch:
+    for branch in BRANCHES:
+        if branch.name == name:
+            return branch
+    raise KeyError(f"no model branch {name!r} (branches: {', '.join(b.name for b in BRANCHES)})")

@@ -1,0 +1,47 @@
+"""The expression branch's data at the edges: a raw FER2013-style CSV row in, a served output out."""
+from __future__ import annotations
+
+import numpy as np
+
+from emotion_ai.components import spec
+from emotion_ai.components.common import rows
+
+
+def check_row(row: dict[str, str]) -> list[str]:
+    """Validate one raw row (``ValueError`` says what is wrong); return the staged record:
+    the class index, then the pixels."""
+    raw = (row.get(spec.EMOTION_LABEL_COLUMN) or "").strip()
+    try:
+        label = int(raw)
+    except ValueError:
+        raise ValueError(f"emotion: label {raw[:20]!r} is not an integer") from None
+    if not 0 <= label < len(spec.EMOTION_CLASSES):
+        raise ValueError(f"emotion: label {label} outside 0..{len(spec.EMOTION_CLASSES) - 1}")
+    rows.parse_pixels(row[spec.EMOTION_PIXELS_COLUMN], spec.EMOTION_IMAGE_SIZE)
+    return [str(label), " ".join(row[spec.EMOTION_PIXELS_COLUMN].split())]
+
+
+def truth(records: list[list[str]]) -> np.ndarray:
+    """Class indices of staged records."""
+    return np.array([int(r[0]) for r in records], dtype=int)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def describe(outputs: dict[str, np.ndarray], i: int, offset: tuple[float, float] = (0.0, 0.0)) -> dict:
+    """One input's served output as JSON: the label and each class's probability."""
+    del offset  # a class does not move with the crop
+    probabilities = outputs[spec.EMOTION_OUTPUT][i]
+    return {"label": _text(outputs["label"][i]),
+            "probabilities": {c: round(float(p), 4) for c, p in zip(spec.EMOTION_CLASSES, probabilities)}}
+
+
+def caption(described: dict) -> str | None:
+    """The label and its probability, e.g. ``Happy 0.93``."""
+    return f"{described['label']} {max(described['probabilities'].values()):.2f}"
+
+
+def draw(image: np.ndarray, described: dict, thickness: int) -> None:
+    """Nothing to draw on the face: the caption says it."""
