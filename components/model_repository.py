@@ -24,8 +24,6 @@ from pathlib import Path
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from emotion_ai.components import spec
-
 MODELS_CONFIG = "models.config"
 OWNER_FILE = "repository.json"  # at the repository's root: the profile that pushes there
 
@@ -37,7 +35,8 @@ MONITORING = """prometheus_config {
 }
 """
 
-BATCHING = f"""max_batch_size {{ value: {spec.SERVING_MAX_BATCH} }}
+SERVING_MAX_BATCH = 32  # TF Serving batching.config
+BATCHING = f"""max_batch_size {{ value: {SERVING_MAX_BATCH} }}
 batch_timeout_micros {{ value: 2000 }}
 max_enqueued_batches {{ value: 100 }}
 num_batch_threads {{ value: {os.cpu_count() or 2} }}

@@ -16,8 +16,6 @@ import json
 STAGING_DIR = "staged"  # validated CSVs that CsvExampleGen reads
 REJECTED_DIR = "rejected"  # rows refused by validation
 
-SERVING_MAX_BATCH = 32  # TF Serving batching.config
-
 # --- key points: Kaggle "Facial Keypoints Detection" layout --------------------------
 KEYPOINT_NAMES = (
     "left_eye_center", "right_eye_center",

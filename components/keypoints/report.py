@@ -8,13 +8,18 @@ from emotion_ai.components.common import report_parts as rp
 from emotion_ai.components.keypoints import metrics
 
 
+def _truth(examples: list[dict]) -> np.ndarray:
+    """Pixel labels ``[n, 30]`` of raw test-split examples (``MISSING_COORDINATE`` where unknown)."""
+    return np.array([[float(x[c]) for c in spec.KEYPOINT_COLUMNS] for x in examples])
+
+
 def section(e, examples: list[dict], out: dict[str, np.ndarray]) -> str:
     """Per-point error bars, faces with true (rings) and predicted (crosses) points, and the
     worst faces: the candidate ``e`` on ``examples`` (raw features of the test split) with its
     served outputs ``out``."""
     parts = []
     pred = out[spec.KEYPOINTS_OUTPUT]
-    truth = np.array([[float(x[c]) for c in spec.KEYPOINT_COLUMNS] for x in examples])
+    truth = _truth(examples)
     m = metrics.keypoint_metrics(truth, pred)
     parts.append(f"<p>Candidate, TFMA on {rp.evaluated_on(e)}: {rp.metrics_line(e.candidate)}. Plots below: the first "
                  f"{len(examples)} examples of the same split through the candidate's serving signature "
@@ -42,7 +47,7 @@ def data_samples(examples: list[dict], split: str) -> str:
     if not examples:
         return ""
     sample = examples[:6]
-    truth = np.array([[float(x[c]) for c in spec.KEYPOINT_COLUMNS] for x in sample])
+    truth = _truth(sample)
     return f"<h3>Sample key-point images ({split} split) with their labels</h3>" + rp.img(rp.face_grid(
         [rp.image(x[spec.KEYPOINT_IMAGE_COLUMN], spec.KEYPOINT_IMAGE_SIZE) for x in sample],
         [f"example {i}" for i in range(len(sample))], truth), "sample key-point images")
