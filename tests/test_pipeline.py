@@ -1,12 +1,18 @@
 """The whole two-branch pipeline on tiny data (smoke profile, 1 epoch), run in-process.
 
-One module-wide sequence of runs on one pipeline root:
+Runs on one shared pipeline root:
 1. first run with a file of malformed rows beside the good data: both models blessed and
    pushed, bad rows counted and reported;
 2. the same data again: cached up to the Trainers, nothing new pushed;
-3. a profile whose gates cannot pass: not blessed, not pushed;
-4. a clearly worse candidate: its own figures and the baseline's, side by side, not blessed;
-5. a smoke run pointed at a repository the full profile owns: refused, nothing changed.
+3. profiles whose gates cannot pass, and a clearly worse candidate: not blessed, not pushed
+   (its own figures and the baseline's, side by side);
+4. a gate just under the overall accuracy: the cached model is blessed again.
+
+None of 3-4 changes which model is the latest blessed one or what the repository holds
+(each asserts so), so the tests pass in any order (``pytest $(pytest --collect-only -q tests/test_pipeline.py |
+grep :: | tac)`` checks it). A run that trains and blesses a new model would become the next
+runs' baseline: it gets a pipeline root of its own (5. a smoke run pointed at a repository
+the full profile owns: refused, nothing changed).
 """
 from __future__ import annotations
 
@@ -265,8 +271,11 @@ def test_gates_apply_to_the_overall_slice_not_to_each_class(second_run, workspac
     floor = accuracy - 0.01
     assert recalls and min(recalls) < floor, "precondition: one class is under the overall floor"
     profile = SMOKE.with_gate(EMOTION, "accuracy", bound=floor)
+    before = {m: _versions(workspace["repo"], m) for m in ("keypoints", "emotion")}
     result = local_runner.run(profile, workspace["root"], workspace["repo"], workspace["data"])
     assert result.summary.branches["emotion"].blessed is True, result.summary.branches["emotion"].validation_failures
+    # The Trainer was cached: the same model blessed again, nothing new in the repository.
+    assert {m: _versions(workspace["repo"], m) for m in ("keypoints", "emotion")} == before
 
 
 def _tfma_by_model(result, branch: str) -> dict[str, dict[str, float]]:
@@ -292,9 +301,12 @@ def test_a_worse_candidate_shows_its_own_figures_beside_the_baselines_and_is_not
     from emotion_ai.pipelines import tracking
 
     untrained = {"learning_rate": 1e-9, "calibrate_offsets": False}
+    # The expression gate cannot pass either: a pushed candidate would become every later
+    # test's baseline and served version.
     worse = (SMOKE.with_params(KEYPOINTS, **untrained).with_params(EMOTION, learning_rate=1e-9)
-             .with_gate(KEYPOINTS, "rmse_px", max_worse=0.0))
+             .with_gate(KEYPOINTS, "rmse_px", max_worse=0.0).with_gate(EMOTION, "accuracy", bound=1.01))
     before = _versions(workspace["repo"], "keypoints")
+    emotion_before = _versions(workspace["repo"], "emotion")
     result = local_runner.run(worse, workspace["root"], workspace["repo"], workspace["data"])
     kp = result.summary.branches["keypoints"]
     tfma_values = _tfma_by_model(result, "keypoints")
@@ -307,6 +319,8 @@ def test_a_worse_candidate_shows_its_own_figures_beside_the_baselines_and_is_not
     assert kp.blessed is False and not kp.pushed and _versions(workspace["repo"], "keypoints") == before
     gate = next(g for g in kp.evaluation.gates if g.metric == "rmse_px")
     assert not gate.passed and gate.change_rule.startswith("change <= 0")
+    assert result.summary.branches["emotion"].blessed is False
+    assert _versions(workspace["repo"], "emotion") == emotion_before
     em_values = _tfma_by_model(result, "emotion")
     assert result.summary.branches["emotion"].metrics["accuracy"] == pytest.approx(em_values["candidate"]["accuracy"])
     assert result.summary.branches["emotion"].evaluation.baseline["accuracy"] == pytest.approx(
@@ -343,7 +357,7 @@ def test_the_trainer_never_reads_the_test_split(first_run):
         assert sorted(p.name for p in Path(examples.uri).iterdir()) == ["Split-eval", "Split-test", "Split-train"]
 
 
-def test_a_smoke_run_cannot_change_the_full_profiles_repository(second_run, workspace, tmp_path):
+def test_a_smoke_run_cannot_change_the_full_profiles_repository(first_run, workspace, tmp_path):
     """By default each non-production profile pushes to a repository of its own; pointed at
     a repository the full profile owns, its Pusher refuses and nothing there changes."""
     import json
@@ -356,9 +370,10 @@ def test_a_smoke_run_cannot_change_the_full_profiles_repository(second_run, work
     shutil.copytree(workspace["repo"], production)
     (production / model_repository.OWNER_FILE).write_text(json.dumps({"profile": "full"}))
     before = {p.relative_to(production): p.stat().st_mtime for p in production.rglob("*")}
-    # New weights (one more epoch), so there would be something to push.
+    # New weights (one more epoch), so there would be something to push. Its own pipeline
+    # root: in the shared one this blessed model would be every later run's baseline.
     other = SMOKE.with_params(KEYPOINTS, epochs=2)
-    result = local_runner.run(other, workspace["root"], production, workspace["data"])
+    result = local_runner.run(other, tmp_path / "root", production, workspace["data"])
     kp = result.summary.branches["keypoints"]
     assert kp.blessed is True and not kp.pushed
     assert "belongs to profile 'full'" in kp.push_refused
