@@ -16,6 +16,10 @@ import json
 STAGING_DIR = "staged"  # validated CSVs that CsvExampleGen reads
 REJECTED_DIR = "rejected"  # rows refused by validation
 
+# Custom properties of the Evaluator's baseline artifact (components/served_baseline.py).
+SERVED_VERSION = "served_version"  # the repository version served when the run started; 0: none
+SERVED_FROM = "served_from"  # the version folder it was copied from
+
 # --- key points: Kaggle "Facial Keypoints Detection" layout --------------------------
 KEYPOINT_NAMES = (
     "left_eye_center", "right_eye_center",

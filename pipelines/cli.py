@@ -54,6 +54,12 @@ def _run_locally(profile: config.Profile, pipeline_root: Path, model_repo: Path,
     return finished["result"]
 
 
+_BEAM_ARG = click.option(
+    "--beam-arg", "beam_args", multiple=True,
+    help="Beam pipeline argument (repeatable), after the defaults so it wins, e.g. --direct_num_workers=2 or "
+         "--runner=PortableRunner --job_endpoint=HOST:8099.")
+
+
 @main.command()
 @click.option("--profile", type=click.Choice(sorted(config.PROFILES)), default=config.DEFAULT_PROFILE,
               show_default=True, help="Data sizes, hyperparameters and gates.")
@@ -68,9 +74,10 @@ def _run_locally(profile: config.Profile, pipeline_root: Path, model_repo: Path,
 @click.option("--allow-other-profile", is_flag=True,
               help="Push even into a model repository that another profile's runs own.")
 @click.option("--no-cache", is_flag=True, help="Re-run every component even if its inputs are unchanged.")
+@_BEAM_ARG
 @click.option("-v", "--verbose", is_flag=True, help="Show the TFX/Beam/TensorFlow logs here, not only in the log file.")
 def run(profile, keypoints_csvs, emotion_csvs, data_dir, pipeline_root, model_repo, allow_other_profile, no_cache,
-        verbose) -> None:
+        beam_args, verbose) -> None:
     """Run the whole two-branch pipeline on the local Beam runner."""
     from emotion_ai.data.readers import InputDataError
     from emotion_ai.pipelines import scheduler
@@ -79,7 +86,8 @@ def run(profile, keypoints_csvs, emotion_csvs, data_dir, pipeline_root, model_re
     try:
         csvs = {KEYPOINTS.name: keypoints_csvs, EMOTION.name: emotion_csvs}
         result = _run_locally(chosen, pipeline_root, _model_repo(model_repo, chosen), data_dir, verbose, csvs=csvs,
-                              enable_cache=not no_cache, allow_other_profile=allow_other_profile)
+                              enable_cache=not no_cache, allow_other_profile=allow_other_profile,
+                              beam_args=beam_args)
     except (InputDataError, scheduler.RunBusyError) as exc:
         raise click.ClickException(str(exc)) from None
     from emotion_ai.pipelines import local_runner
@@ -136,8 +144,9 @@ def report(run_id, pipeline_root, out) -> None:
 @click.option("--pipeline-root", type=click.Path(path_type=Path), default=config.PIPELINE_ROOT, show_default=True)
 @click.option("--model-repo", type=click.Path(path_type=Path), default=None, help=_MODEL_REPO_HELP)
 @click.option("--max-runs", type=int, default=None, help="Stop after this many finished runs.")
+@_BEAM_ARG
 @click.option("-v", "--verbose", is_flag=True, help="Show the TFX/Beam/TensorFlow logs here, not only in log files.")
-def schedule(cron, profile, data_dir, pipeline_root, model_repo, max_runs, verbose) -> None:
+def schedule(cron, profile, data_dir, pipeline_root, model_repo, max_runs, beam_args, verbose) -> None:
     """Run the pipeline on the local Beam runner at each cron tick, in the foreground."""
     from croniter import croniter
 
@@ -155,7 +164,7 @@ def schedule(cron, profile, data_dir, pipeline_root, model_repo, max_runs, verbo
         with console.quiet_logs(log_file, verbose) as out:
             from emotion_ai.pipelines import local_runner
 
-            result = local_runner.run(chosen, pipeline_root, repo, data_dir,
+            result = local_runner.run(chosen, pipeline_root, repo, data_dir, beam_args=beam_args,
                                       progress=lambda line: print(line, file=out, flush=True))
         click.echo(local_runner.format_summary(result))
         return result
@@ -205,7 +214,8 @@ def serve(model_repo, host, port, poll_seconds, max_request_mb) -> None:
 @click.option("--to", "version", type=int, default=None, help="Version to serve. Default: the one before the "
               "version served now.")
 @click.option("--latest", is_flag=True, help="Remove the pin: serve the newest version again.")
-@click.option("--model-repo", type=click.Path(path_type=Path), default=config.MODEL_REPO, show_default=True)
+@click.option("--model-repo", default=str(config.MODEL_REPO), show_default=True,
+              help="The repository: a folder, or a URI TensorFlow can write (gs://...).")
 def rollback(model, version, latest, model_repo) -> None:
     """Pin MODEL to an earlier version in models.config (TF Serving's `specific` policy),
     which `serve` and TF Serving pick up on their next poll; pushes keep the pin."""
@@ -213,9 +223,9 @@ def rollback(model, version, latest, model_repo) -> None:
 
     if latest and version is not None:
         raise click.UsageError("--to and --latest exclude each other")
-    available = model_repository.version_dirs(Path(model_repo) / model)
+    available = model_repository.version_dirs(model_repository.join(model_repo, model))
     if not available:
-        raise click.ClickException(f"{Path(model_repo) / model}: no pushed version of {model!r}")
+        raise click.ClickException(f"{model_repository.join(model_repo, model)}: no pushed version of {model!r}")
     pins = model_repository.read_pins(model_repo)
     if not latest and version is None:
         current = pins.get(model, available[-1])
@@ -231,7 +241,8 @@ def rollback(model, version, latest, model_repo) -> None:
     if latest:
         click.echo(f"{model}: pin removed, serving the newest version ({available[-1]})")
     else:
-        click.echo(f"{model}: pinned to version {version} in {Path(model_repo) / 'models.config'} "
+        where = model_repository.join(model_repo, model_repository.MODELS_CONFIG)
+        click.echo(f"{model}: pinned to version {version} in {where} "
                    f"(newest is {available[-1]}; `emotion-ai rollback {model} --latest` undoes it)")
 
 
@@ -265,23 +276,35 @@ def predict(inputs, server, model_repo, out) -> None:
 
 
 @main.command("compile-kubeflow")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("kubeflow/emotion-ai-pipeline.json"),
+@click.option("--out", type=click.Path(path_type=Path), default=Path("kubeflow/emotion-ai-pipeline.yaml"),
               show_default=True)
-@click.option("--image", default=None, help="Container image holding this project (see kubeflow/).")
+@click.option("--image", default=None, help="Container image holding this project (kubeflow/Dockerfile). "
+              "Default: ghcr.io/emotion-ai/emotion-ai-pipeline:<commit of this checkout>.")
 @click.option("--pipeline-root", required=True,
-              help="e.g. gs://bucket/emotion-ai or s3://... (staged CSVs under staged/)")
+              help="e.g. gs://bucket/emotion-ai (staged CSVs under staged/<branch>/)")
 @click.option("--model-repo", default=None, help="Default: <pipeline root>/model_repository")
 @click.option("--profile", type=click.Choice(sorted(config.PROFILES)), default=config.DEFAULT_PROFILE,
               show_default=True)
 @click.option("--beam-arg", "beam_args", multiple=True,
-              help="Beam pipeline argument (repeatable), e.g. --runner=DataflowRunner")
-def compile_kubeflow(out, image, pipeline_root, model_repo, profile, beam_args) -> None:
-    """Compile the same pipeline into a Kubeflow Pipelines v2 spec."""
+              help="Beam pipeline argument (repeatable); replaces the default in-pod FnApiRunner with 2 workers, "
+                   "e.g. --runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp")
+@click.option("--trainer-cpu", default=None, help="CPU of each Trainer pod (request = limit), e.g. 4 or 3500m.")
+@click.option("--trainer-memory", default=None, help="Memory of each Trainer pod (request = limit), e.g. 16G.")
+@click.option("--trainer-gpus", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Accelerators per Trainer pod.")
+@click.option("--gpu-type", default="nvidia.com/gpu", show_default=True, help="Accelerator resource name.")
+def compile_kubeflow(out, image, pipeline_root, model_repo, profile, beam_args, trainer_cpu, trainer_memory,
+                     trainer_gpus, gpu_type) -> None:
+    """Compile the same pipeline into a Kubeflow Pipelines spec (bare PipelineSpec YAML, schema 2.1.0)."""
     from emotion_ai.kubeflow import runner
 
     kwargs = {"beam_args": beam_args} if beam_args else {}
-    path = runner.compile_pipeline(out, image=image or runner.DEFAULT_IMAGE, pipeline_root=pipeline_root,
-                                   model_repo=model_repo, profile=_profile(profile), **kwargs)
+    try:
+        trainer = runner.Resources(cpu=trainer_cpu, memory=trainer_memory, gpus=trainer_gpus, gpu_type=gpu_type)
+        path = runner.compile_pipeline(out, image=image, pipeline_root=pipeline_root, model_repo=model_repo,
+                                       profile=_profile(profile), trainer=trainer, **kwargs)
+    except ValueError as error:  # a CPU or memory quantity Kubernetes would not take
+        raise click.ClickException(str(error)) from None
     click.echo(str(path))
 
 
@@ -290,7 +313,7 @@ def compile_kubeflow(out, image, pipeline_root, model_repo, profile, beam_args) 
               "svc/ml-pipeline-ui 8080:80 -n kubeflow) or https://HOST/pipeline")
 @click.option("--cron", required=True,
               help='Same syntax as `schedule`, e.g. "0 3 * * *" (sent to KFP with seconds first)')
-@click.option("--spec", type=click.Path(path_type=Path), default=Path("kubeflow/emotion-ai-pipeline.json"),
+@click.option("--spec", type=click.Path(path_type=Path), default=Path("kubeflow/emotion-ai-pipeline.yaml"),
               show_default=True)
 @click.option("--experiment", default=config.PIPELINE_NAME, show_default=True)
 @click.option("--namespace", default=None, help="Kubeflow profile namespace (multi-user installs)")

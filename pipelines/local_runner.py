@@ -18,7 +18,7 @@ from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 from emotion_ai.components.branches import BRANCHES
 from emotion_ai.data import generator, readers
 from emotion_ai.pipelines import config, console, report, run_summary, tracking
-from emotion_ai.pipelines.pipeline import create_pipeline
+from emotion_ai.pipelines.pipeline import create_pipeline, served_now
 
 log = logging.getLogger("emotion_ai")
 
@@ -111,10 +111,11 @@ def stage_inputs(inputs: dict[str, list[Path]], pipeline_root: Path) -> dict[str
 
 def run(profile: config.Profile, pipeline_root: Path, model_repo: Path, data_dir: Path = config.DATA_DIR,
         csvs: Mapping[str, Sequence[Path]] | None = None, enable_cache: bool = True, allow_other_profile: bool = False,
-        progress: Callable[[str], None] | None = None) -> RunResult:
+        progress: Callable[[str], None] | None = None, beam_args: Sequence[str] = ()) -> RunResult:
     """Stage inputs, run the whole pipeline locally, and summarize the run. ``csvs``: per
     branch name, the CSVs to use instead of the data dir's. ``progress`` receives one line
-    per step (component i of n, elapsed, ETA)."""
+    per step (component i of n, elapsed, ETA). ``beam_args`` come after the defaults of
+    ``config.BEAM_PIPELINE_ARGS``, so they win."""
     absl_logging.set_verbosity(absl_logging.INFO)
     say = progress or (lambda line: None)
     pipeline_root, model_repo = Path(pipeline_root).resolve(), Path(model_repo).resolve()
@@ -133,6 +134,8 @@ def run(profile: config.Profile, pipeline_root: Path, model_repo: Path, data_dir
             str(pipeline_root / config.METADATA_FILE)),
         enable_cache=enable_cache,
         allow_other_profile=allow_other_profile,
+        beam_pipeline_args=[*config.BEAM_PIPELINE_ARGS, *beam_args],
+        baseline_keys=served_now(str(model_repo)),
     )
     watcher = console.ComponentProgress(len(pipeline.components), console.expected_seconds(pipeline_root), say)
     absl_log = logging.getLogger("absl")
@@ -182,10 +185,11 @@ def format_evaluation(b: run_summary.BranchSummary) -> list[str]:
     n = e.candidate.get("example_count")
     lines = [f"    gate: {gate} (Evaluator on the {e.split} split, {_num(n)} examples)"]
     if e.baseline:
-        which = f"version {e.baseline_version}" if e.baseline_version else "the last blessed model"
-        lines.append(f"      baseline: {which} of this branch, scored on the same examples")
+        which = f"version {e.baseline_version}" if e.baseline_version else "the served model"
+        lines.append(f"      baseline: {which} of this branch (served when the run started), "
+                     "scored on the same examples")
     else:
-        lines.append("      baseline: none (no blessed model of this branch yet): absolute bounds only")
+        lines.append("      baseline: none (nothing of this branch served yet): absolute bounds only")
     rows = [("metric", "candidate", "baseline", "change", "rule", "result")]
     for g in e.gates:
         rule = g.bound if not g.change_rule else f"{g.bound}; {g.change_rule}"

@@ -2,8 +2,8 @@
 
 Per model branch of the registry (``components/branches.py``: key points, expressions),
 with unique component ids: CsvExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator
--> Transform -> Trainer -> Resolver (latest blessed model of this branch) -> Evaluator ->
-Pusher.
+-> Transform -> Trainer -> ServedModel (the version this branch's repository serves now, the
+baseline) -> Evaluator -> Pusher.
 
 All ML logic lives in the branches' module files under ``components/``; hyperparameters
 and gate values per profile in ``pipelines.config``. Local runners and the Kubeflow runner
@@ -11,15 +11,15 @@ call this one function.
 """
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
-from tfx.types import standard_artifacts
 
-from emotion_ai.components import repository_pusher
+from emotion_ai.components import model_repository, repository_pusher, served_baseline
 from emotion_ai.components.branches import BRANCHES, Metric, ModelBranch
 from emotion_ai.components.spec import Gate
 from emotion_ai.pipelines import config
@@ -72,7 +72,7 @@ def eval_config(branch: ModelBranch, gates: Mapping[str, Gate]) -> tfma.EvalConf
 
 
 def _branch(branch: ModelBranch, input_base: str, profile: config.Profile, model_repo: str,
-            allow_other_profile: bool) -> list:
+            allow_other_profile: bool, baseline_key: str) -> list:
     """The nine components of one model branch."""
     code_version = config.code_fingerprint(branch.name)
     cid = branch.component_id
@@ -109,18 +109,14 @@ def _branch(branch: ModelBranch, input_base: str, profile: config.Profile, model
         eval_args=tfx.proto.EvalArgs(splits=[config.EVAL_SPLIT]),
         custom_config={"model": params.to_dict(), "code_version": code_version},
     ).with_id(cid("Trainer"))
-    # Scoped to this branch's Trainer and Evaluator: unscoped, the strategy returns the
-    # other branch's model as the baseline.
-    model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=standard_artifacts.Model, producer_component_id=trainer.id),
-        model_blessing=tfx.dsl.Channel(type=standard_artifacts.ModelBlessing,
-                                       producer_component_id=cid("Evaluator")),
-    ).with_id(cid("LatestBlessedModelResolver"))
-    evaluator = tfx.components.Evaluator(
+    # The baseline is what this branch's repository serves now, not the last blessed model
+    # in this pipeline root's metadata: the same answer on every orchestrator.
+    served = served_baseline.ServedModel(model_repo=model_repo, model=branch.name,
+                                         cache_key=baseline_key).with_id(cid("ServedModel"))
+    evaluator = served_baseline.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=model_resolver.outputs["model"],
+        baseline_model=served.outputs["baseline"],
         eval_config=eval_config(branch, profile.gates_for(branch)),
         example_splits=[config.TEST_SPLIT],  # held out: the Trainer chose its epoch on eval
     ).with_id(cid("Evaluator"))
@@ -129,13 +125,13 @@ def _branch(branch: ModelBranch, input_base: str, profile: config.Profile, model
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=f"{model_repo.rstrip('/')}/{branch.name}")),
+                base_directory=model_repository.join(model_repo, branch.name))),
         custom_config={"keep_versions": config.MODEL_REPO_KEEP_VERSIONS, "profile": profile.name,
                        "allow_other_profile": allow_other_profile},
         custom_executor_spec=executor_spec.ExecutorClassSpec(repository_pusher.Executor),
     ).with_id(cid("Pusher"))
     return [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
-            model_resolver, evaluator, pusher]
+            served, evaluator, pusher]
 
 
 def create_pipeline(
@@ -149,15 +145,22 @@ def create_pipeline(
     enable_cache: bool = True,
     pipeline_name: str = config.PIPELINE_NAME,
     allow_other_profile: bool = False,
+    baseline_keys: Mapping[str, str] | None = None,
 ) -> tfx.dsl.Pipeline:
     """Every branch of the registry in one pipeline. ``inputs``: per branch name, a folder of
     staged CSVs (or its URI). ``allow_other_profile`` lets the Pushers write into a repository
-    another profile owns."""
+    another profile owns. ``baseline_keys``: per branch name, the version served when the
+    pipeline is built (``served_now``), the cache key of its ``ServedModel``; without it a
+    fresh key each build (the Kubeflow compilation passes a fixed one and turns caching off
+    for that task instead)."""
     missing = [b.name for b in BRANCHES if b.name not in inputs]
     if missing:
         raise ValueError(f"no input for the {', '.join(missing)} branch(es)")
+    if baseline_keys is None:  # a fresh key: no runner may answer "what is served" from its cache
+        baseline_keys = dict.fromkeys((b.name for b in BRANCHES), f"built at {dt.datetime.now(dt.UTC).isoformat()}")
     components = [c for branch in BRANCHES
-                  for c in _branch(branch, inputs[branch.name], profile, model_repo, allow_other_profile)]
+                  for c in _branch(branch, inputs[branch.name], profile, model_repo, allow_other_profile,
+                                   baseline_keys[branch.name])]
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
@@ -166,3 +169,14 @@ def create_pipeline(
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args),
     )
+
+
+def served_now(model_repo: str) -> dict[str, str]:
+    """Per branch, the version its repository serves now (``baseline_keys`` for a local run)."""
+    found = {}
+    for branch in BRANCHES:
+        try:
+            found[branch.name] = f"version {model_repository.served_version(model_repo, branch.name)[0]}"
+        except FileNotFoundError:
+            found[branch.name] = "nothing served"
+    return found

@@ -143,13 +143,14 @@ def _baseline_notes(summary) -> str:
         if e is None:
             continue
         if e.baseline:
-            which = f"version {e.baseline_version}" if e.baseline_version else "the last blessed model"
-            notes.append(f"<li><b>{branch.name}</b>: baseline is {html.escape(which)} of this branch, scored on "
+            which = f"version {e.baseline_version}" if e.baseline_version else "the served model"
+            notes.append(f"<li><b>{branch.name}</b>: baseline is {html.escape(which)} of this branch, the one "
+                         "its model repository served when the run started, scored on "
                          f"the same {html.escape(e.split)} examples as the candidate.</li>")
         else:
-            notes.append(f"<li><b>{branch.name}</b>: no baseline (no blessed {branch.name} model in this pipeline root "
-                         "yet), so the change rules do not apply and only the absolute bounds gate this run: "
-                         "change columns read n/a.</li>")
+            notes.append(f"<li><b>{branch.name}</b>: no baseline (the model repository served no "
+                         f"{branch.name} model when the run started), so the change rules do not apply and "
+                         "only the absolute bounds gate this run: change columns read n/a.</li>")
     return f"<ul class=meta>{''.join(notes)}</ul>" if notes else ""
 
 

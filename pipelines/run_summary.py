@@ -15,6 +15,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
 
+from emotion_ai.components import spec
 from emotion_ai.components.branches import BRANCHES
 from emotion_ai.pipelines import config
 
@@ -159,23 +160,8 @@ class Evaluation:
     per_slice: dict[str, dict[str, float]]  # candidate, "column=value" -> metrics
     gates: list[Gate]
     failures: list[str]
-    baseline_model_uri: str | None = None
-    baseline_version: str | None = None  # the model repository version the baseline was pushed as
-
-
-def _pushed_version(store, model_id) -> str | None:
-    """The repository version a Trainer's model was pushed as (or found identical to)."""
-    if model_id is None:
-        return None
-    inputs = [e for e in store.get_events_by_artifact_ids([int(model_id)]) if e.type == metadata_store_pb2.Event.INPUT]
-    for event in inputs:
-        outputs = [e.artifact_id for e in store.get_events_by_execution_ids([event.execution_id])
-                   if e.type == metadata_store_pb2.Event.OUTPUT]
-        for artifact in store.get_artifacts_by_id(outputs):
-            version = _custom(artifact, "pushed_version") or _custom(artifact, "identical_to_version")
-            if version and (_custom(artifact, "pushed") or _custom(artifact, "identical_to_version")):
-                return str(version)
-    return None
+    baseline_model_uri: str | None = None  # the repository version folder the baseline came from
+    baseline_version: str | None = None  # that version: the one served when the run started
 
 
 def _value(kv) -> float | None:
@@ -281,9 +267,12 @@ def summarize(pipeline_root: Path, run_id: str | None = None) -> RunSummary:
             evaluation = read_evaluation(evaluator.outputs["evaluation"][0].uri)
             blessing = evaluator.outputs.get("blessing")
             blessed = bool(_custom(blessing[0], "blessed")) if blessing else None
-            if blessing and evaluation.baseline:
-                evaluation.baseline_model_uri = _custom(blessing[0], "baseline_model")
-                evaluation.baseline_version = _pushed_version(store, _custom(blessing[0], "baseline_model_id"))
+            served = summary.component(cid("ServedModel"))
+            baseline = served.outputs.get("baseline", [None])[0] if served else None
+            if baseline is not None and evaluation.baseline:
+                evaluation.baseline_model_uri = _custom(baseline, spec.SERVED_FROM)
+                version = _custom(baseline, spec.SERVED_VERSION)
+                evaluation.baseline_version = str(version) if version else None
         pusher = summary.component(cid("Pusher"))
         pushed_model = pusher.outputs.get("pushed_model", [None])[0] if pusher else None
         validator = summary.component(cid("ExampleValidator"))

@@ -1,7 +1,7 @@
 """The Kubeflow V2 spec compiled from the one pipeline definition."""
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -9,35 +9,59 @@ from emotion_ai.components.branches import BRANCHES
 from emotion_ai.pipelines.cli import main
 
 BRANCH_CHAIN = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
-                "Evaluator", "Pusher"]
+                "ServedModel", "Evaluator", "Pusher"]
 
 
-def test_compiled_spec_has_both_branches_wired_with_the_image(tmp_path):
-    out = tmp_path / "spec.json"
+def test_compiled_spec_is_a_bare_pipeline_spec_kfp_loads_with_both_branches_on_the_image(tmp_path):
+    import yaml
+    from kfp import components
+
+    out = tmp_path / "spec.yaml"
     result = CliRunner().invoke(main, ["compile-kubeflow", "--out", str(out), "--image", "registry.example/emotion:1.2",
                                        "--pipeline-root", "gs://bucket/root", "--profile", "smoke",
-                                       "--beam-arg", "--runner=DataflowRunner"])
+                                       "--beam-arg", "--runner=DataflowRunner", "--trainer-cpu", "4",
+                                       "--trainer-memory", "16G", "--trainer-gpus", "1"])
     assert result.exit_code == 0, result.output
-    spec = json.loads(out.read_text())
-    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+    spec = yaml.safe_load(out.read_text())
+    assert spec["schemaVersion"] == "2.1.0" and "pipelineInfo" in spec and "runtimeConfig" not in spec
+    assert spec["defaultPipelineRoot"] == "gs://bucket/root"
+    loaded = components.load_component_from_file(str(out))  # kfp's own loader
+    assert set(loaded.pipeline_spec.root.dag.tasks) == set(spec["root"]["dag"]["tasks"])
+    tasks = spec["root"]["dag"]["tasks"]
+    assert len(tasks) == len(BRANCH_CHAIN) * len(BRANCHES)
+    executors = spec["deploymentSpec"]["executors"]
+    assert not [name for name, e in executors.items() if set(e) - {"container"}], "only container tasks"
+    assert {e["container"]["image"] for e in executors.values()} == {"registry.example/emotion:1.2"}
     for branch in ("keypoints", "emotion"):
-        for kind in BRANCH_CHAIN:
-            assert f"{kind}_{branch}" in tasks
-        deps = {k: set(v.get("dependentTasks", [])) for k, v in tasks.items()}
-        assert f"CsvExampleGen_{branch}" in deps[f"StatisticsGen_{branch}"]
-        assert f"SchemaGen_{branch}" in deps[f"Transform_{branch}"]
-        assert f"Transform_{branch}" in deps[f"Trainer_{branch}"]
-        assert f"Trainer_{branch}" in deps[f"Evaluator_{branch}"]
-        assert f"Evaluator_{branch}" in deps[f"Pusher_{branch}"]
-        # The baseline resolver of a branch never reads the other branch's models.
         other = "emotion" if branch == "keypoints" else "keypoints"
-        resolver = json.dumps({k: v for k, v in tasks.items() if k.startswith(f"LatestBlessedModelResolver_{branch}")})
-        assert f"Trainer_{other}" not in resolver
-    executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
-    images = {e["container"]["image"] for e in executors.values() if "container" in e}
-    assert images == {"registry.example/emotion:1.2"}
-    assert "gs://bucket/root" in json.dumps(spec["runtimeConfig"]) or "gs://bucket/root" in out.read_text()
+        deps = {k: set(v.get("dependentTasks", [])) for k, v in tasks.items()}
+        for upstream, task in [("CsvExampleGen", "StatisticsGen"), ("SchemaGen", "Transform"), ("Transform", "Trainer"),
+                               ("Trainer", "Evaluator"), ("ServedModel", "Evaluator"), ("Evaluator", "Pusher")]:
+            assert deps[f"{task}_{branch}"] >= {f"{upstream}_{branch}"}
+        assert not any(d.endswith(other) for d in deps[f"Evaluator_{branch}"]), "a baseline of this branch only"
+        served = tasks[f"ServedModel_{branch}"]
+        assert served["cachingOptions"] == {"enableCache": False}, "what is served changes between runs"
+        parameters = {k: v["runtimeValue"]["constant"] for k, v in served["inputs"]["parameters"].items()}
+        assert parameters["model"] == branch and parameters["model_repo"] == "gs://bucket/root/model_repository"
+        component = spec["components"][tasks[f"Trainer_{branch}"]["componentRef"]["name"]]
+        resources = executors[component["executorLabel"]]["container"]["resources"]
+        assert resources["resourceCpuLimit"] == "4" and resources["cpuLimit"] == 4.0
+        assert resources["resourceMemoryLimit"] == "16G" and resources["memoryLimit"] == 16.0
+        assert resources["accelerator"]["type"] == "nvidia.com/gpu" and resources["accelerator"]["count"] == "1"
     assert "--runner=DataflowRunner" in out.read_text()
+
+
+def test_the_default_image_is_tagged_with_the_checkout_not_latest(tmp_path):
+    import subprocess
+
+    from emotion_ai.kubeflow import runner
+
+    commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
+    assert commit and runner.default_image() == f"{runner.IMAGE_REPOSITORY}:{commit}"
+    bad = CliRunner().invoke(main, ["compile-kubeflow", "--out", str(tmp_path / "s.yaml"), "--pipeline-root",
+                                    "gs://b/r", "--trainer-memory", "16 gigs"])
+    assert bad.exit_code == 1 and "is not a Kubernetes quantity" in bad.output
 
 
 def test_kserve_manifests_parse_and_point_at_the_pushed_models(tmp_path):
@@ -84,3 +108,20 @@ def test_dockerfile_installs_the_pinned_stack_and_the_project():
     check = re.search(r'python -c "import ([^"]+)"', text).group(1)
     for module in ("emotion_ai.components.keypoints.trainer", "emotion_ai.components.emotion.trainer"):
         assert module in check
+
+
+def test_the_image_needs_no_glibc_shim_and_boots_beam_workers():
+    """Debian 13 (glibc 2.41 >= the 2.38 the manylinux_2_39 wheels need): no compiler for a
+    shim; Beam's boot entry point of the pinned Beam version, so the image can serve as
+    ``--sdk_container_image``."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "kubeflow" / "Dockerfile").read_text()
+    bases = re.findall(r"^FROM (\S+)", text, re.M)
+    assert bases[-1] == "python:3.11-slim-trixie"
+    assert "g++" not in text and "apt-get" not in text
+    beam = re.search(r"^apache-beam==(\S+)$", (root / "constraints.txt").read_text(), re.M).group(1)
+    assert f"apache/beam_python3.11_sdk:{beam}" in bases[0]
+    assert "COPY --from=beam /opt/apache/beam /opt/apache/beam" in text
+    assert text.rstrip().endswith('ENTRYPOINT ["/opt/apache/beam/boot"]')

@@ -6,13 +6,12 @@ Runs on one shared pipeline root:
 2. the same data again: cached up to the Trainers, nothing new pushed;
 3. profiles whose gates cannot pass, and a clearly worse candidate: not blessed, not pushed
    (its own figures and the baseline's, side by side);
-4. a gate just under the overall accuracy: the cached model is blessed again.
+4. a gate just under the overall accuracy: the cached model is blessed again;
+5. a smoke run pointed at a repository the full profile owns: refused, nothing changed.
 
-None of 3-4 changes which model is the latest blessed one or what the repository holds
-(each asserts so), so the tests pass in any order (``pytest $(pytest --collect-only -q tests/test_pipeline.py |
-grep :: | tac)`` checks it). A run that trains and blesses a new model would become the next
-runs' baseline: it gets a pipeline root of its own (5. a smoke run pointed at a repository
-the full profile owns: refused, nothing changed).
+The baseline of every run is what the model repository serves, and none of 2-5 changes what
+the shared repository holds (each asserts so; 5 pushes nowhere), so the tests pass in any
+order (``pytest $(pytest --collect-only -q tests/test_pipeline.py | grep :: | tac)``).
 """
 from __future__ import annotations
 
@@ -58,7 +57,7 @@ def test_first_run_blesses_and_pushes_both_models(first_run, workspace):
     assert summary.branches["keypoints"].metrics["rmse_px"] > 0
     text = local_runner.format_summary(first_run)
     assert "BLESSED" in text and "pushed: version" in text
-    assert "Evaluator on the test split" in text and "baseline: none (no blessed model of this branch yet)" in text
+    assert "Evaluator on the test split" in text and "baseline: none (nothing of this branch served yet)" in text
     assert "generated sample data (seed 0)" in text and "profile smoke" in text
 
 
@@ -250,7 +249,7 @@ def test_mlflow_tracks_the_run_models_and_registry(first_run, workspace):
 
 
 def test_change_threshold_against_an_equal_baseline_blocks_the_push(second_run, workspace):
-    """The candidate must beat the last blessed model by a margin it cannot reach."""
+    """The candidate must beat the served model (the same weights) by a margin it cannot reach."""
     demanding = SMOKE.with_gate(KEYPOINTS, "rmse_px", max_worse=-1000.0).with_gate(EMOTION, "accuracy", max_worse=-1.0)
     before = {m: _versions(workspace["repo"], m) for m in ("keypoints", "emotion")}
     result = local_runner.run(demanding, workspace["root"], workspace["repo"], workspace["data"])
@@ -301,8 +300,8 @@ def test_a_worse_candidate_shows_its_own_figures_beside_the_baselines_and_is_not
     from emotion_ai.pipelines import tracking
 
     untrained = {"learning_rate": 1e-9, "calibrate_offsets": False}
-    # The expression gate cannot pass either: a pushed candidate would become every later
-    # test's baseline and served version.
+    # The expression gate cannot pass either: a pushed candidate would become the served
+    # version, every later test's baseline.
     worse = (SMOKE.with_params(KEYPOINTS, **untrained).with_params(EMOTION, learning_rate=1e-9)
              .with_gate(KEYPOINTS, "rmse_px", max_worse=0.0).with_gate(EMOTION, "accuracy", bound=1.01))
     before = _versions(workspace["repo"], "keypoints")
@@ -370,10 +369,9 @@ def test_a_smoke_run_cannot_change_the_full_profiles_repository(first_run, works
     shutil.copytree(workspace["repo"], production)
     (production / model_repository.OWNER_FILE).write_text(json.dumps({"profile": "full"}))
     before = {p.relative_to(production): p.stat().st_mtime for p in production.rglob("*")}
-    # New weights (one more epoch), so there would be something to push. Its own pipeline
-    # root: in the shared one this blessed model would be every later run's baseline.
+    # New weights (one more epoch), so there would be something to push.
     other = SMOKE.with_params(KEYPOINTS, epochs=2)
-    result = local_runner.run(other, tmp_path / "root", production, workspace["data"])
+    result = local_runner.run(other, workspace["root"], production, workspace["data"])
     kp = result.summary.branches["keypoints"]
     assert kp.blessed is True and not kp.pushed
     assert "belongs to profile 'full'" in kp.push_refused

@@ -1,0 +1,62 @@
+"""The compiled Kubeflow spec, executed here task by task through its own container commands.
+
+No cluster or Docker exists on this machine, so ``kfp_local`` plays the KFP backend: every
+task of the spec ``compile-kubeflow`` wrote, in dependency order, through the exact command
+and arguments the spec names, with a KFP ``ExecutorInput`` and the pipeline root on a local
+folder standing in for the bucket.
+"""
+from __future__ import annotations
+
+import kfp_local
+import pytest
+from click.testing import CliRunner
+
+from emotion_ai.components.branches import BRANCHES
+from emotion_ai.data import readers
+from emotion_ai.pipelines import config
+from emotion_ai.pipelines.cli import main
+
+
+@pytest.mark.e2e
+def test_the_compiled_spec_runs_task_by_task_until_both_models_are_pushed(tiny_data, tmp_path):
+    root = tmp_path / "bucket" / "emotion-ai"  # stands in for gs://bucket/emotion-ai
+    for branch in BRANCHES:  # the staged CSVs the spec reads (README: Kubeflow)
+        readers.stage(branch.name, [tiny_data[branch.name]], root)
+    spec_path = tmp_path / "spec.yaml"
+    beam = [f"--beam-arg={arg}" for arg in config.BEAM_PIPELINE_ARGS]  # in-process Beam: 2 tasks share 2 cores
+    compiled = CliRunner().invoke(main, ["compile-kubeflow", "--out", str(spec_path), "--pipeline-root", str(root),
+                                         "--profile", "smoke", "--image", "local/emotion-ai:test", *beam])
+    assert compiled.exit_code == 0, compiled.output
+    spec = kfp_local.load_spec(spec_path)
+    tasks = spec["root"]["dag"]["tasks"]
+
+    run = kfp_local.LocalRun(spec, "run-1", kfp_local.environment(), cwd=tmp_path)
+    results = run.run()
+    assert set(run.order) == set(tasks) and len(run.order) == len(tasks), "every task ran, once"
+    position = {name: i for i, name in enumerate(run.order)}
+    for name, task in tasks.items():
+        assert all(position[up] < position[name] for up in kfp_local.upstreams(task, tasks)), name
+    repo = root / "model_repository"
+    for branch in BRANCHES:
+        cid = branch.component_id
+        served = results[cid("ServedModel")].artifacts["baseline"][0]["metadata"]
+        assert served["served_version"] == 0, "a first run: nothing served, no baseline"
+        blessing = results[cid("Evaluator")].artifacts["blessing"][0]["metadata"]
+        assert blessing["blessed"] == 1 and "baseline_model" not in blessing
+        pushed = results[cid("Pusher")].artifacts["pushed_model"][0]["metadata"]
+        assert pushed["pushed"] == 1, pushed
+        version = pushed["pushed_version"]
+        assert pushed["pushed_destination"] == f"{repo}/{branch.name}/{version}"
+        assert (repo / branch.name / version / "saved_model.pb").is_file()
+        assert (root / "run-1" / cid("Evaluator") / "evaluation").is_dir()
+    assert (repo / "models.config").is_file()
+
+    # The next run's baseline is the version the repository now serves.
+    again = kfp_local.LocalRun(spec, "run-2", kfp_local.environment(), cwd=tmp_path)
+    baselines = again.run(only={b.component_id("ServedModel") for b in BRANCHES})
+    for branch in BRANCHES:
+        served = baselines[branch.component_id("ServedModel")].artifacts["baseline"][0]
+        pushed = results[branch.component_id("Pusher")].artifacts["pushed_model"][0]["metadata"]
+        assert served["metadata"]["served_version"] == int(pushed["pushed_version"])
+        assert (root / "run-2" / branch.component_id("ServedModel") / "baseline" / "Format-Serving"
+                / "saved_model.pb").is_file()
