@@ -12,9 +12,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
-# Folders under a pipeline root that the data readers write and the runners read.
-STAGING_DIR = "staged"  # validated CSVs that CsvExampleGen reads
-REJECTED_DIR = "rejected"  # rows refused by validation
+# Rows refused by the ExampleGen's checks, in its Examples artifact's folder.
+REJECTED_ROWS_FILE = "rejected_rows.csv"
 
 # Custom properties of the Evaluator's baseline artifact (components/served_baseline.py).
 SERVED_VERSION = "served_version"  # the repository version served when the run started; 0: none

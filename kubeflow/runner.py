@@ -21,7 +21,6 @@ from kfp.compiler import compiler_utils
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as v2
 
-from emotion_ai.components import spec
 from emotion_ai.components.branches import BRANCHES
 from emotion_ai.pipelines import config
 from emotion_ai.pipelines.pipeline import create_pipeline
@@ -32,6 +31,7 @@ IMAGE_REPOSITORY = "ghcr.io/emotion-ai/emotion-ai-pipeline"
 # every core of the node). Point these at Dataflow, Flink or Spark to scale out (README).
 DEFAULT_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2")
 SCHEMA_VERSION = "2.1.0"
+DATA_DIR = "data"  # under the pipeline root: the raw CSVs of both formats (each ExampleGen takes its own)
 # Tasks whose answer depends on the world, not on their inputs: never taken from KFP's cache.
 UNCACHED = ("ServedModel",)
 
@@ -97,12 +97,12 @@ def _executor_of(pipeline_spec: dict, task_name: str) -> dict:
 def build_spec(*, image: str, pipeline_root: str, inputs: Mapping[str, str] | None = None,
                model_repo: str | None = None, profile: config.Profile | None = None,
                beam_args: Sequence[str] = DEFAULT_BEAM_ARGS, trainer: Resources = Resources()) -> dict:
-    """The bare KFP PipelineSpec of every branch, as a dict. ``inputs``: per branch name, its
-    staged CSVs' folder (default ``<root>/staged/<branch>``)."""
+    """The bare KFP PipelineSpec of every branch, as a dict. ``inputs``: per branch name, the
+    folder of its raw CSVs (default ``<root>/data``, both formats side by side)."""
     root = pipeline_root.rstrip("/")
     pipeline = create_pipeline(
         pipeline_root=root,
-        inputs={b.name: (inputs or {}).get(b.name) or f"{root}/{spec.STAGING_DIR}/{b.name}" for b in BRANCHES},
+        inputs={b.name: (inputs or {}).get(b.name) or f"{root}/{DATA_DIR}" for b in BRANCHES},
         model_repo=model_repo or f"{root}/model_repository",
         profile=profile or config.PROFILES[config.DEFAULT_PROFILE],
         beam_pipeline_args=beam_args,

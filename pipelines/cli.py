@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from emotion_ai.components.branches import EMOTION, KEYPOINTS
+from emotion_ai.components.branches import BRANCHES, EMOTION, KEYPOINTS
 from emotion_ai.pipelines import config
 
 
@@ -79,7 +79,7 @@ _BEAM_ARG = click.option(
 def run(profile, keypoints_csvs, emotion_csvs, data_dir, pipeline_root, model_repo, allow_other_profile, no_cache,
         beam_args, verbose) -> None:
     """Run the whole two-branch pipeline on the local Beam runner."""
-    from emotion_ai.data.readers import InputDataError
+    from emotion_ai.components.csv_rows import InputDataError
     from emotion_ai.pipelines import scheduler
 
     chosen = _profile(profile)
@@ -102,7 +102,7 @@ def run(profile, keypoints_csvs, emotion_csvs, data_dir, pipeline_root, model_re
 @click.option("--out", type=click.Path(path_type=Path), default=Path("metrics.json"), show_default=True)
 def evaluate(model_repo, keypoints_csv, emotion_csv, out) -> None:
     """Score the newest pushed models, through their serving signatures, on CSVs."""
-    from emotion_ai.data.readers import InputDataError
+    from emotion_ai.components.csv_rows import InputDataError
     from emotion_ai.pipelines import evaluate as evaluation
 
     if not keypoints_csv and not emotion_csv:
@@ -280,8 +280,9 @@ def predict(inputs, server, model_repo, out) -> None:
               show_default=True)
 @click.option("--image", default=None, help="Container image holding this project (kubeflow/Dockerfile). "
               "Default: ghcr.io/emotion-ai/emotion-ai-pipeline:<commit of this checkout>.")
-@click.option("--pipeline-root", required=True,
-              help="e.g. gs://bucket/emotion-ai (staged CSVs under staged/<branch>/)")
+@click.option("--pipeline-root", required=True, help="e.g. gs://bucket/emotion-ai")
+@click.option("--data", default=None, help="Folder (URI) of the raw CSVs, both formats side by side; each "
+              "ExampleGen checks every row and takes its own format. Default: <pipeline root>/data")
 @click.option("--model-repo", default=None, help="Default: <pipeline root>/model_repository")
 @click.option("--profile", type=click.Choice(sorted(config.PROFILES)), default=config.DEFAULT_PROFILE,
               show_default=True)
@@ -293,12 +294,14 @@ def predict(inputs, server, model_repo, out) -> None:
 @click.option("--trainer-gpus", type=click.IntRange(min=0), default=0, show_default=True,
               help="Accelerators per Trainer pod.")
 @click.option("--gpu-type", default="nvidia.com/gpu", show_default=True, help="Accelerator resource name.")
-def compile_kubeflow(out, image, pipeline_root, model_repo, profile, beam_args, trainer_cpu, trainer_memory,
+def compile_kubeflow(out, image, pipeline_root, data, model_repo, profile, beam_args, trainer_cpu, trainer_memory,
                      trainer_gpus, gpu_type) -> None:
     """Compile the same pipeline into a Kubeflow Pipelines spec (bare PipelineSpec YAML, schema 2.1.0)."""
     from emotion_ai.kubeflow import runner
 
     kwargs = {"beam_args": beam_args} if beam_args else {}
+    if data:
+        kwargs["inputs"] = {b.name: data for b in BRANCHES}
     try:
         trainer = runner.Resources(cpu=trainer_cpu, memory=trainer_memory, gpus=trainer_gpus, gpu_type=gpu_type)
         path = runner.compile_pipeline(out, image=image, pipeline_root=pipeline_root, model_repo=model_repo,

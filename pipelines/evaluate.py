@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from emotion_ai.components import csv_rows
 from emotion_ai.components.branches import BRANCHES
-from emotion_ai.data import readers
 
 BATCH = 64
 
 
 def _valid_rows(kind: str, path: Path):
     good, rejected = [], []
-    for line, record, reason, _ in readers.iter_rows(kind, path):
+    for line, record, reason, _ in csv_rows.iter_rows(kind, path):
         (good if record is not None else rejected).append(record if record is not None else (line, reason))
     return good, rejected
 

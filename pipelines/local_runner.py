@@ -1,13 +1,15 @@
 """Run the pipeline on the local Beam runner (BeamDagRunner, DirectRunner in memory).
 
-Inputs are found (or generated), validated and staged, then the DAG runs with SQLite ML
-Metadata under the pipeline root, and a summary of the run is read back from it.
+Inputs are found (or generated), the DAG runs (its ExampleGens check every row) with
+SQLite ML Metadata under the pipeline root, and a summary of the run is read back from it.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -16,6 +18,8 @@ from tfx import v1 as tfx
 from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
 from emotion_ai.components.branches import BRANCHES
+from emotion_ai.components.csv_rows import InputDataError
+from emotion_ai.components.validating_example_gen import BranchInput
 from emotion_ai.data import generator, readers
 from emotion_ai.pipelines import config, console, report, run_summary, tracking
 from emotion_ai.pipelines.pipeline import create_pipeline, served_now
@@ -46,25 +50,26 @@ class RunContext:
 @dataclasses.dataclass
 class RunResult:
     summary: run_summary.RunSummary
-    staged: dict[str, readers.StageResult]
+    inputs: dict[str, BranchInput]
     pipeline_root: Path
     report_path: Path | None = None
     mlflow_run_id: str | None = None
     context: RunContext | None = None
 
 
-def describe_data(staged: dict[str, readers.StageResult]) -> dict[str, dict]:
-    """Per dataset: generated sample data (with its seed) or the user's files, and counts."""
+def describe_data(summary: run_summary.RunSummary) -> dict[str, dict]:
+    """Per dataset: generated sample data (with its seed) or the user's files, and the
+    counts its ExampleGen recorded."""
     described = {}
-    for kind, st in staged.items():
-        generated = [generator.provenance(p) for p in st.sources]
-        if all(generated):
+    for name, b in summary.branches.items():
+        generated = [generator.provenance(Path(p)) if "://" not in p else None for p in b.sources]
+        if generated and all(generated):
             seeds = sorted({g["seed"] for g in generated})
             source = f"generated sample data (seed {', '.join(map(str, seeds))})"
         else:
             source = "user files" if not any(generated) else "user files and generated sample data"
-        described[kind] = {"source": source, "files": [str(p) for p in st.sources],
-                           "rows_read": st.rows_read, "rows_rejected": st.rows_rejected}
+        described[name] = {"source": source, "files": list(b.sources), "rows_read": b.rows_read,
+                           "rows_rejected": b.rows_rejected}
     return described
 
 
@@ -80,10 +85,21 @@ def code_version() -> str:
     return f"{commit or 'no git checkout'} / components {config.code_fingerprint()}"
 
 
+def _fingerprint(paths: Sequence[Path]) -> str:
+    """Names, sizes and modification times of the files a branch reads: ExampleGen's driver
+    only sees the top level of its folder, so this cache key makes a change anywhere count."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        stat = Path(path).stat()
+        digest.update(f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def resolve_inputs(data_dir: Path, csvs: Mapping[str, Sequence[Path]] | None = None,
-                   profile: config.Profile | None = None) -> dict[str, list[Path]]:
-    """Per branch: the explicit ``csvs`` win; otherwise every CSV of its format in
-    ``data_dir``; with no CSV at all, generate the embedded sample data there first."""
+                   profile: config.Profile | None = None) -> dict[str, BranchInput]:
+    """Per branch, the CSVs its ExampleGen reads (and checks, row by row, in the DAG): the
+    explicit ``csvs`` win; otherwise every CSV of its format in ``data_dir``; with no CSV at
+    all, generate the embedded sample data there first."""
     csvs = csvs or {}
     found = readers.find_csvs(data_dir)
     if not any(csvs.values()) and not any(found.values()):
@@ -92,21 +108,18 @@ def resolve_inputs(data_dir: Path, csvs: Mapping[str, Sequence[Path]] | None = N
                  data_dir, profile.sample_keypoint_rows, profile.sample_emotion_rows)
         generator.generate(data_dir, profile.sample_keypoint_rows, profile.sample_emotion_rows)
         found = readers.find_csvs(data_dir)
-    inputs = {b.name: list(csvs.get(b.name, ())) or found[b.name] for b in BRANCHES}
-    for kind, paths in inputs.items():
+    inputs = {}
+    for branch in BRANCHES:
+        paths = [Path(p).resolve() for p in (csvs.get(branch.name) or found[branch.name])]
         if not paths:
-            raise readers.InputDataError(f"no {kind} CSV: pass --{kind}-csv or put one in {data_dir}")
+            raise InputDataError(f"no {branch.name} CSV: pass --{branch.name}-csv or put one in {data_dir}")
+        for path in paths:
+            if not path.is_file():
+                raise InputDataError(f"{path}: file not found")
+        base = Path(os.path.commonpath([p.parent for p in paths]))
+        inputs[branch.name] = BranchInput(str(base), tuple(str(p.relative_to(base)) for p in paths),
+                                          _fingerprint(paths))
     return inputs
-
-
-def stage_inputs(inputs: dict[str, list[Path]], pipeline_root: Path) -> dict[str, readers.StageResult]:
-    staged = {}
-    for kind, paths in inputs.items():
-        result = readers.stage(kind, paths, pipeline_root)
-        log.info("%s: %d rows read, %d rejected%s -> %s", kind, result.rows_read, result.rows_rejected,
-                 f" (see {result.rejected_path})" if result.rejected_path else "", result.staged_path)
-        staged[kind] = result
-    return staged
 
 
 def run(profile: config.Profile, pipeline_root: Path, model_repo: Path, data_dir: Path = config.DATA_DIR,
@@ -121,13 +134,9 @@ def run(profile: config.Profile, pipeline_root: Path, model_repo: Path, data_dir
     pipeline_root, model_repo = Path(pipeline_root).resolve(), Path(model_repo).resolve()
     pipeline_root.mkdir(parents=True, exist_ok=True)
     inputs = resolve_inputs(Path(data_dir), csvs, profile)
-    say("validating and staging the input rows")
-    staged = stage_inputs(inputs, pipeline_root)
-    for kind, st in staged.items():
-        say(f"  {kind}: {st.rows_read} rows read, {st.rows_rejected} rejected")
     pipeline = create_pipeline(
         pipeline_root=str(pipeline_root),
-        inputs={name: str(st.staged_path.parent) for name, st in staged.items()},
+        inputs=inputs,
         model_repo=str(model_repo),
         profile=profile,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
@@ -142,13 +151,22 @@ def run(profile: config.Profile, pipeline_root: Path, model_repo: Path, data_dir
     absl_log.addHandler(watcher)
     try:
         BeamDagRunner().run(pipeline)
+    except Exception as error:  # noqa: BLE001 - an unusable input is one line, not Beam's traceback
+        cause = error
+        while cause is not None and not isinstance(cause, InputDataError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise InputDataError(str(cause).split(" [while running")[0]) from None
+        raise
     finally:
         absl_log.removeHandler(watcher)
     say("writing the evaluation report and tracking the run")
     summary = run_summary.summarize(pipeline_root)
-    context = RunContext(profile=profile.name, data=describe_data(staged), code_version=code_version(),
+    for name, b in summary.branches.items():
+        say(f"  {name}: {b.rows_read} rows read, {b.rows_rejected} rejected")
+    context = RunContext(profile=profile.name, data=describe_data(summary), code_version=code_version(),
                          model_repo=str(model_repo), pipeline_root=str(pipeline_root))
-    result = RunResult(summary, staged, pipeline_root, context=context)
+    result = RunResult(summary, inputs, pipeline_root, context=context)
     # The MLflow run is opened first so the report can name it; a tracking failure never
     # costs the run its report (the models are already pushed).
     try:
@@ -211,11 +229,10 @@ def format_summary(result: RunResult) -> str:
         lines.append(f"  profile {ctx.profile}; code {ctx.code_version}")
     for branch in BRANCHES:
         b = result.summary.branches[branch.name]
-        st = result.staged[branch.name]
         lines.append(f"  {branch.name}:")
         source = ctx.data[branch.name]["source"] if ctx else "data"
-        lines.append(f"    data: {source}; {st.rows_read} rows read, {st.rows_rejected} rejected"
-                     + (f" ({st.rejected_path})" if st.rejected_path else ""))
+        lines.append(f"    data: {source}; {b.rows_read} rows read, {b.rows_rejected} rejected"
+                     + (f" ({b.rejected_rows})" if b.rejected_rows else ""))
         if b.split_counts:
             lines.append("    splits: " + ", ".join(f"{k} {v}" for k, v in b.split_counts.items())
                          + f" (the Trainer reads {config.TRAIN_SPLIT} and {config.EVAL_SPLIT}; "

@@ -1,7 +1,8 @@
 """``create_pipeline``: the TFX DAG, wiring only.
 
 Per model branch of the registry (``components/branches.py``: key points, expressions),
-with unique component ids: CsvExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator
+with unique component ids: CsvExampleGen (checks every row first:
+``validating_example_gen``) -> StatisticsGen -> SchemaGen -> ExampleValidator
 -> Transform -> Trainer -> ServedModel (the version this branch's repository serves now, the
 baseline) -> Evaluator -> Pusher.
 
@@ -19,9 +20,10 @@ from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
-from emotion_ai.components import model_repository, repository_pusher, served_baseline
+from emotion_ai.components import model_repository, repository_pusher, served_baseline, validating_example_gen
 from emotion_ai.components.branches import BRANCHES, Metric, ModelBranch
 from emotion_ai.components.spec import Gate
+from emotion_ai.components.validating_example_gen import BranchInput
 from emotion_ai.pipelines import config
 
 
@@ -71,14 +73,15 @@ def eval_config(branch: ModelBranch, gates: Mapping[str, Gate]) -> tfma.EvalConf
     )
 
 
-def _branch(branch: ModelBranch, input_base: str, profile: config.Profile, model_repo: str,
+def _branch(branch: ModelBranch, source: BranchInput | str, profile: config.Profile, model_repo: str,
             allow_other_profile: bool, baseline_key: str) -> list:
     """The nine components of one model branch."""
     code_version = config.code_fingerprint(branch.name)
     cid = branch.component_id
     params = profile.params_for(branch)
-    example_gen = tfx.components.CsvExampleGen(
-        input_base=input_base,
+    # Every row is checked inside the DAG; rejected rows and counts travel with the examples.
+    example_gen = validating_example_gen.ValidatingCsvExampleGen(
+        branch.name, source,
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
             tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
             for name, buckets in profile.split_buckets.items()])),
@@ -137,7 +140,7 @@ def _branch(branch: ModelBranch, input_base: str, profile: config.Profile, model
 def create_pipeline(
     *,
     pipeline_root: str,
-    inputs: Mapping[str, str],
+    inputs: Mapping[str, BranchInput | str],
     model_repo: str,
     profile: config.Profile,
     metadata_connection_config=None,
@@ -147,8 +150,8 @@ def create_pipeline(
     allow_other_profile: bool = False,
     baseline_keys: Mapping[str, str] | None = None,
 ) -> tfx.dsl.Pipeline:
-    """Every branch of the registry in one pipeline. ``inputs``: per branch name, a folder of
-    staged CSVs (or its URI). ``allow_other_profile`` lets the Pushers write into a repository
+    """Every branch of the registry in one pipeline. ``inputs``: per branch name, the folder
+    (or URI) of its raw CSVs, or a ``BranchInput``. ``allow_other_profile`` lets the Pushers write into a repository
     another profile owns. ``baseline_keys``: per branch name, the version served when the
     pipeline is built (``served_now``), the cache key of its ``ServedModel``; without it a
     fresh key each build (the Kubeflow compilation passes a fixed one and turns caching off

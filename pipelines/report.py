@@ -11,11 +11,12 @@ from __future__ import annotations
 import csv
 import datetime
 import html
+import io
 from pathlib import Path
 
 import numpy as np
+from tfx.dsl.io import fileio
 
-from emotion_ai.components import spec
 from emotion_ai.components.branches import BRANCHES
 from emotion_ai.components.common import report_parts as rp
 from emotion_ai.pipelines import config, run_summary
@@ -42,12 +43,12 @@ def _split_examples(examples_uri: str, split: str, limit: int = MAX_EVAL_EXAMPLE
     return rows
 
 
-def _rejected(pipeline_root: Path, kind: str) -> list[dict]:
-    path = Path(pipeline_root) / spec.REJECTED_DIR / f"{kind}.csv"
-    if not path.exists():
+def _rejected(b: run_summary.BranchSummary) -> list[dict]:
+    """The rows this run's ExampleGen rejected (file, line, reason, record)."""
+    if not b.rejected_rows:
         return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    with fileio.open(b.rejected_rows, "r") as f:
+        return list(csv.DictReader(io.StringIO(f.read())))
 
 
 def _predict(model_uri: str, examples: list[dict], feature: str) -> dict[str, np.ndarray]:
@@ -80,7 +81,7 @@ def _data_section(pipeline_root, summary, examples: dict[str, list[dict]]) -> st
     splits = (config.TRAIN_SPLIT, config.EVAL_SPLIT, config.TEST_SPLIT)
     for branch in BRANCHES:
         b = summary.branches[branch.name]
-        rejected = _rejected(pipeline_root, branch.name)
+        rejected = _rejected(b)
         n_anom = sum(len(v) for v in b.anomalies.values())
         rows.append([branch.name] + [rp.fmt(b.split_counts.get(s)) for s in splits]
                     + [len(rejected), f"{n_anom} " + _badge(n_anom == 0, "none", "found")])
@@ -92,7 +93,7 @@ def _data_section(pipeline_root, summary, examples: dict[str, list[dict]]) -> st
         items = [f"<li>[{html.escape(s)}] {html.escape(a)}</li>" for s, v in b.anomalies.items() for a in v]
         if items:
             parts.append(f"<h3>Anomalies ({branch.name})</h3><ul>{''.join(items)}</ul>")
-        rejected = _rejected(pipeline_root, branch.name)
+        rejected = _rejected(b)
         if rejected:
             parts.append(f"<h3>Rejected rows ({branch.name}): {len(rejected)}</h3>" + rp.table(
                 ["file", "line", "reason"],

@@ -7,6 +7,7 @@ blessing, the push and the data validation anomalies.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -45,6 +46,16 @@ class BranchSummary:
     model_uri: str | None
     split_counts: dict[str, int] = dataclasses.field(default_factory=dict)  # examples per split
     push_refused: str | None = None  # why a blessed model was not pushed (repository of another profile)
+    # What the branch's ExampleGen read and rejected (``validating_example_gen``).
+    rows_read: int = 0
+    rows_rejected: int = 0
+    rejected_rows: str | None = None  # the rejected-rows CSV of this run, when a row was rejected
+    rejected_reasons: dict[str, int] = dataclasses.field(default_factory=dict)
+    sources: list[str] = dataclasses.field(default_factory=list)  # the CSVs read
+
+    @property
+    def rows_staged(self) -> int:
+        return self.rows_read - self.rows_rejected
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -162,6 +173,15 @@ class Evaluation:
     failures: list[str]
     baseline_model_uri: str | None = None  # the repository version folder the baseline came from
     baseline_version: str | None = None  # that version: the one served when the run started
+
+
+def _data(examples) -> dict:
+    """Counts, reasons and files the validating ExampleGen recorded on its examples."""
+    rejected = _custom(examples, "rows_rejected") or 0
+    return {"rows_read": int(_custom(examples, "rows_read") or 0), "rows_rejected": int(rejected),
+            "rejected_rows": f"{examples.uri}/{spec.REJECTED_ROWS_FILE}" if rejected else None,
+            "rejected_reasons": json.loads(_custom(examples, "rejected_reasons") or "{}"),
+            "sources": json.loads(_custom(examples, "sources") or "[]")}
 
 
 def _value(kv) -> float | None:
@@ -282,6 +302,9 @@ def summarize(pipeline_root: Path, run_id: str | None = None) -> RunSummary:
         counts = _split_counts(stats.outputs["statistics"][0].uri) if stats and stats.outputs.get("statistics") else {}
         trainer = summary.component(cid("Trainer"))
         model = trainer.outputs.get("model", [None])[0] if trainer else None
+        example_gen = summary.component(cid("CsvExampleGen"))
+        examples = example_gen.outputs.get("examples", [None])[0] if example_gen else None
+        data = _data(examples) if examples is not None else {}
         summary.branches[branch.name] = BranchSummary(
             name=branch.name, evaluation=evaluation, blessed=blessed,
             pushed=bool(pushed_model and _custom(pushed_model, "pushed")),
@@ -292,5 +315,6 @@ def summarize(pipeline_root: Path, run_id: str | None = None) -> RunSummary:
             split_counts=counts,
             push_refused=_custom(pushed_model, "push_refused") if pushed_model else None,
             model_uri=os.path.join(model.uri, "Format-Serving") if model else None,
+            **data,
         )
     return summary

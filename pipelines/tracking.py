@@ -69,8 +69,8 @@ def track(result, profile: config.Profile, pipeline_root: Path) -> str:
         mlflow.log_params({"profile": profile.name, "pipeline_root": str(pipeline_root),
                            "code_version": context.code_version, "model_repo": context.model_repo})
         mlflow.set_tags({f"data.{kind}": d["source"] for kind, d in context.data.items()})
-        mlflow.log_metrics({f"{kind}_rows_{what}": getattr(st, f"rows_{what}")
-                            for kind, st in result.staged.items() for what in ("read", "rejected")})
+        mlflow.log_metrics({f"{kind}_rows_{what}": getattr(b, f"rows_{what}")
+                            for kind, b in summary.branches.items() for what in ("read", "rejected")})
         mlflow.log_metric("wall_seconds", sum(c.seconds for c in summary.components))
         if result.report_path:
             mlflow.log_artifact(str(result.report_path))

@@ -126,18 +126,18 @@ def annotate(image: np.ndarray, faces: list[dict]) -> np.ndarray:
 def predict_csv(path: Path, models, batch: int = 64) -> dict:
     """Rows of a CSV in either dataset format through ``serving_pixels``; rows that fail the
     pipeline's own input checks are listed as rejected (line and reason), not scored."""
-    from emotion_ai.data import readers
+    from emotion_ai.components import csv_rows
 
     try:
-        branch = by_name(readers.detect_kind(path))
+        branch = by_name(csv_rows.detect_kind(path))
         index = branch.staged_columns.index(branch.image_column)
         rows, rejected = [], []
-        for line, record, reason, _raw in readers.iter_rows(branch.name, path):
+        for line, record, reason, _raw in csv_rows.iter_rows(branch.name, path):
             if record is None:
                 rejected.append({"line": line, "reason": reason})
             else:
                 rows.append((line, record[index]))
-    except readers.InputDataError as error:
+    except csv_rows.InputDataError as error:
         raise PredictError(str(error)) from error
     predictions = []
     for start in range(0, len(rows), batch):

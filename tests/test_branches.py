@@ -123,6 +123,7 @@ def test_the_pipeline_gets_nine_components_for_the_new_branch(toy, tmp_path):
 
 
 def test_the_readers_find_check_and_stage_the_new_format(toy, tmp_path):
+    from emotion_ai.components import csv_rows
     from emotion_ai.data import readers
 
     data = tmp_path / "data"
@@ -130,10 +131,10 @@ def test_the_readers_find_check_and_stage_the_new_format(toy, tmp_path):
     rows = [f"{v},{_face(v)}" for v in range(0, 240, 20)] + [f"300,{_face(1)}", f"12,{_face(1)} 7"]
     (data / "bright.csv").write_text("brightness,face\n" + "\n".join(rows) + "\n")
     assert readers.find_csvs(data)["toy"] == [data / "bright.csv"]
-    result = readers.stage("toy", [data / "bright.csv"], tmp_path / "root")
+    result = csv_rows.stage("toy", [data / "bright.csv"], tmp_path / "staged.csv", tmp_path / "rejected.csv")
     assert (result.rows_read, result.rows_rejected) == (14, 2)
-    assert result.staged_path.read_text().splitlines()[0] == "brightness,face"
-    reasons = result.rejected_path.read_text()
+    assert (tmp_path / "staged.csv").read_text().splitlines()[0] == "brightness,face"
+    reasons = (tmp_path / "rejected.csv").read_text()
     assert "brightness: 300.0 outside 0..255" in reasons and "expected 2304 pixels" in reasons
 
 

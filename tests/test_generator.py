@@ -6,8 +6,8 @@ import hashlib
 
 import numpy as np
 
-from emotion_ai.components import spec
-from emotion_ai.data import generator, readers
+from emotion_ai.components import csv_rows, spec
+from emotion_ai.data import generator
 
 
 def _md5(path):
@@ -37,7 +37,7 @@ def test_keypoint_file_has_kaggle_layout_and_valid_rows(tiny_data):
     sparse = sum(1 for row in body if "" in row[:30])
     assert 0.1 * len(body) < sparse < 0.5 * len(body), "about 30% of rows keep only four points"
     # Every row still passes the same validation real files go through.
-    assert all(reason is None for _, _, reason, _ in readers.iter_rows("keypoints", path))
+    assert all(reason is None for _, _, reason, _ in csv_rows.iter_rows("keypoints", path))
 
 
 def test_emotion_file_layout_and_class_mix(tiny_data):

@@ -7,12 +7,14 @@ folder standing in for the bucket.
 """
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import kfp_local
 import pytest
 from click.testing import CliRunner
 
 from emotion_ai.components.branches import BRANCHES
-from emotion_ai.data import readers
 from emotion_ai.pipelines import config
 from emotion_ai.pipelines.cli import main
 
@@ -20,8 +22,9 @@ from emotion_ai.pipelines.cli import main
 @pytest.mark.e2e
 def test_the_compiled_spec_runs_task_by_task_until_both_models_are_pushed(tiny_data, tmp_path):
     root = tmp_path / "bucket" / "emotion-ai"  # stands in for gs://bucket/emotion-ai
-    for branch in BRANCHES:  # the staged CSVs the spec reads (README: Kubeflow)
-        readers.stage(branch.name, [tiny_data[branch.name]], root)
+    shutil.copytree(tiny_data["dir"], root / "data")  # the raw CSVs, both formats side by side
+    pixels = " ".join(["5"] * 48 * 48)
+    (root / "data" / "emotion_extra.csv").write_text(f"emotion,pixels\n1,{pixels}\n9,{pixels}\n")
     spec_path = tmp_path / "spec.yaml"
     beam = [f"--beam-arg={arg}" for arg in config.BEAM_PIPELINE_ARGS]  # in-process Beam: 2 tasks share 2 cores
     compiled = CliRunner().invoke(main, ["compile-kubeflow", "--out", str(spec_path), "--pipeline-root", str(root),
@@ -39,6 +42,13 @@ def test_the_compiled_spec_runs_task_by_task_until_both_models_are_pushed(tiny_d
     repo = root / "model_repository"
     for branch in BRANCHES:
         cid = branch.component_id
+        examples = results[cid("CsvExampleGen")].artifacts["examples"][0]
+        rows = {"keypoints": 80, "emotion": 120 + 2}[branch.name]
+        assert examples["metadata"]["rows_read"] == rows, "every row was checked inside the DAG"
+        assert examples["metadata"]["rows_rejected"] == (branch.name == "emotion")
+        if branch.name == "emotion":
+            assert "emotion_extra.csv,3,emotion: label 9 outside 0..4" in (
+                Path(examples["uri"]) / "rejected_rows.csv").read_text()
         served = results[cid("ServedModel")].artifacts["baseline"][0]["metadata"]
         assert served["served_version"] == 0, "a first run: nothing served, no baseline"
         blessing = results[cid("Evaluator")].artifacts["blessing"][0]["metadata"]

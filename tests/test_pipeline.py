@@ -16,14 +16,14 @@ order (``pytest $(pytest --collect-only -q tests/test_pipeline.py | grep :: | ta
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from emotion_ai.components import model_repository, spec
+from emotion_ai.components import csv_rows, model_repository, spec
 from emotion_ai.components.branches import EMOTION, KEYPOINTS
-from emotion_ai.data import readers
 from emotion_ai.pipelines import config, local_runner
 
 SMOKE = config.PROFILES["smoke"]
@@ -52,7 +52,7 @@ def test_first_run_blesses_and_pushes_both_models(first_run, workspace):
         # The gate scored the held-out test split, all of it, and there was no baseline yet.
         assert branch.evaluation.split == "test"
         assert branch.evaluation.candidate["example_count"] == branch.split_counts["test"] > 0
-        assert sum(branch.split_counts.values()) == first_run.staged[name].rows_staged
+        assert sum(branch.split_counts.values()) == branch.rows_staged
         assert branch.evaluation.baseline == {} and all(g.baseline is None for g in branch.evaluation.gates)
     assert summary.branches["keypoints"].metrics["rmse_px"] > 0
     text = local_runner.format_summary(first_run)
@@ -62,10 +62,13 @@ def test_first_run_blesses_and_pushes_both_models(first_run, workspace):
 
 
 def test_malformed_rows_are_counted_not_fatal(first_run):
-    emotion = first_run.staged["emotion"]
+    emotion = first_run.summary.branches["emotion"]  # as the ExampleGen recorded it
     assert emotion.rows_rejected == 2
     assert emotion.rows_read == 120 + 3
-    rejected = emotion.rejected_path.read_text()
+    assert emotion.rejected_rows.startswith(first_run.summary.component("CsvExampleGen_emotion")
+                                            .outputs["examples"][0].uri)  # this run's, not the root's
+    assert emotion.rejected_reasons == {"emotion": 1, "expected 2304 pixels (48x48), got 3": 1}
+    rejected = Path(emotion.rejected_rows).read_text()
     assert "emotion_extra.csv,3,emotion: label 7 outside 0..4" in rejected
     assert "emotion_extra.csv,4,\"expected 2304 pixels (48x48), got 3\"" in rejected
     assert "2 rejected" in local_runner.format_summary(first_run)
@@ -90,7 +93,7 @@ def test_pushed_models_serve_examples_pixels_and_encoded_images(first_run, works
     kp = model_repository.load(workspace["repo"] / "keypoints" / kp_version)
     em = model_repository.load(workspace["repo"] / "emotion" / em_version)
     assert {"serving_default", "serving_pixels", "serving_examples", "transform_features"} <= set(kp.signatures)
-    rows = list(readers.iter_rows("keypoints", workspace["data"] / "keypoints.csv"))[:3]
+    rows = list(csv_rows.iter_rows("keypoints", workspace["data"] / "keypoints.csv"))[:3]
     pixel_strings = [rec[-1] for _, rec, _, _ in rows]
     examples = [tf.train.Example(features=tf.train.Features(feature={
         "Image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[p.encode()]))})).SerializeToString()
@@ -135,17 +138,24 @@ def test_second_run_on_unchanged_data_is_cached_and_pushes_nothing(second_run, f
     assert "nothing new" in local_runner.format_summary(second_run)
 
 
-def test_failing_gates_block_the_push(second_run, workspace):
-    strict = SMOKE.with_gate(KEYPOINTS, "rmse_px", bound=0.001).with_gate(EMOTION, "accuracy", bound=1.01)
+@pytest.fixture(scope="module")
+def blocked_run(second_run, workspace):
+    """One run whose gates cannot pass: the key points' absolute bound (RMSE under 0.001 px)
+    and the expressions' change rule (beat the served model, the same weights, by 1.0)."""
     before = {m: _versions(workspace["repo"], m) for m in ("keypoints", "emotion")}
-    result = local_runner.run(strict, workspace["root"], workspace["repo"], workspace["data"])
-    for name in ("keypoints", "emotion"):
-        branch = result.summary.branches[name]
-        assert branch.blessed is False
-        assert branch.validation_failures, "the failed threshold is reported"
-        assert not branch.pushed
-        assert _versions(workspace["repo"], name) == before[name]
-    assert "NOT BLESSED" in local_runner.format_summary(result)
+    blocking = SMOKE.with_gate(KEYPOINTS, "rmse_px", bound=0.001).with_gate(EMOTION, "accuracy", max_worse=-1.0)
+    return local_runner.run(blocking, workspace["root"], workspace["repo"], workspace["data"]), before
+
+
+def test_failing_gates_block_the_push(blocked_run, workspace):
+    result, before = blocked_run
+    branch = result.summary.branches["keypoints"]
+    assert branch.blessed is False
+    value_failures = [f for f in branch.validation_failures if f.startswith("rmse_px: ")]  # not "rmse_px (change)"
+    assert value_failures, branch.validation_failures
+    assert not branch.pushed and _versions(workspace["repo"], "keypoints") == before["keypoints"]
+    kp_text = local_runner.format_summary(result).split("  emotion:")[0]
+    assert "gate: NOT BLESSED" in kp_text and "FAIL" in kp_text
 
 
 def test_evaluate_scores_plain_gzip_and_malformed_csvs_through_the_served_models(first_run, workspace, tmp_path):
@@ -248,16 +258,14 @@ def test_mlflow_tracks_the_run_models_and_registry(first_run, workspace):
         assert [v.tags["tf_serving_version"] for v in versions] == [first_run.summary.branches[name].pushed_version]
 
 
-def test_change_threshold_against_an_equal_baseline_blocks_the_push(second_run, workspace):
+def test_change_threshold_against_an_equal_baseline_blocks_the_push(blocked_run, workspace):
     """The candidate must beat the served model (the same weights) by a margin it cannot reach."""
-    demanding = SMOKE.with_gate(KEYPOINTS, "rmse_px", max_worse=-1000.0).with_gate(EMOTION, "accuracy", max_worse=-1.0)
-    before = {m: _versions(workspace["repo"], m) for m in ("keypoints", "emotion")}
-    result = local_runner.run(demanding, workspace["root"], workspace["repo"], workspace["data"])
-    for name in ("keypoints", "emotion"):
-        branch = result.summary.branches[name]
-        assert branch.blessed is False
-        assert any("(change)" in f for f in branch.validation_failures), branch.validation_failures
-        assert not branch.pushed and _versions(workspace["repo"], name) == before[name]
+    result, before = blocked_run
+    branch = result.summary.branches["emotion"]
+    assert branch.blessed is False
+    assert any("(change)" in f for f in branch.validation_failures), branch.validation_failures
+    assert not branch.pushed and _versions(workspace["repo"], "emotion") == before["emotion"]
+    assert branch.evaluation.baseline_version == before["emotion"][-1]
     assert 'class="badge fail">FAIL' in result.report_path.read_text()
 
 
@@ -353,7 +361,8 @@ def test_the_trainer_never_reads_the_test_split(first_run):
         transformed = transform.outputs["transformed_examples"][0]
         assert sorted(p.name for p in Path(transformed.uri).iterdir()) == ["Split-eval", "Split-train"]
         examples = first_run.summary.component(f"CsvExampleGen_{name}").outputs["examples"][0]
-        assert sorted(p.name for p in Path(examples.uri).iterdir()) == ["Split-eval", "Split-test", "Split-train"]
+        splits = sorted(p.name for p in Path(examples.uri).iterdir() if p.is_dir())  # beside: rejected_rows.csv
+        assert splits == ["Split-eval", "Split-test", "Split-train"]
 
 
 def test_a_smoke_run_cannot_change_the_full_profiles_repository(first_run, workspace, tmp_path):

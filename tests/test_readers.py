@@ -1,13 +1,13 @@
-"""Input formats and their quirks, malformed rows, and staging for CsvExampleGen."""
+"""Input formats and their quirks, malformed rows, and the ExampleGen that checks every row."""
 from __future__ import annotations
 
 import csv
 import gzip
-import os
+from pathlib import Path
 
 import pytest
 
-from emotion_ai.components import spec
+from emotion_ai.components import csv_rows, spec
 from emotion_ai.data import readers
 
 PIX48 = " ".join(["7"] * 48 * 48)
@@ -32,6 +32,10 @@ def _kp_line(coords=COORDS, pixels=PIX96):
 KP_HEADER = ",".join([*spec.KEYPOINT_COLUMNS, "Image"])
 
 
+def _stage(kind, paths, tmp_path):
+    return csv_rows.stage(kind, paths, tmp_path / "out" / "staged.csv", tmp_path / "out" / "rejected.csv")
+
+
 @pytest.mark.parametrize("gz", [False, True])
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])
 def test_emotion_plain_gzip_crlf_and_fer_header_quirks(tmp_path, gz, newline):
@@ -39,14 +43,14 @@ def test_emotion_plain_gzip_crlf_and_fer_header_quirks(tmp_path, gz, newline):
     name = "fer.csv.gz" if gz else "fer.csv"
     path = _write(tmp_path / name, ["emotion, pixels,Usage"] + [f"{i % 5},{PIX48},Training" for i in range(12)],
                   newline, gz)
-    assert readers.detect_kind(path) == "emotion"
-    result = readers.stage("emotion", [path], tmp_path / "root")
+    assert csv_rows.detect_kind(path) == "emotion"
+    result = _stage("emotion", [path], tmp_path)
     assert (result.rows_read, result.rows_rejected) == (12, 0)
     with open(result.staged_path, newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["emotion", "pixels"]
     assert rows[1] == ["0", PIX48] and rows[5][0] == "4"
-    assert "\r" not in result.staged_path.read_text()
+    assert "\r" not in Path(result.staged_path).read_text()
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -55,8 +59,8 @@ def test_keypoints_with_missing_coordinates(tmp_path, gz, newline):
     sparse = ["" if i >= 4 else "50.25" for i in range(30)]
     lines = [KP_HEADER] + [_kp_line() for _ in range(10)] + [_kp_line(sparse)]
     path = _write(tmp_path / ("kp.csv.gz" if gz else "kp.csv"), lines, newline, gz)
-    assert readers.detect_kind(path) == "keypoints"
-    result = readers.stage("keypoints", [path], tmp_path / "root")
+    assert csv_rows.detect_kind(path) == "keypoints"
+    result = _stage("keypoints", [path], tmp_path)
     assert (result.rows_read, result.rows_rejected) == (11, 0)
     with open(result.staged_path, newline="") as f:
         last = list(csv.reader(f))[-1]
@@ -75,7 +79,7 @@ def test_malformed_rows_are_counted_and_reported_with_file_line_and_reason(tmp_p
         "1",  # line 17: wrong field count
     ]
     path = _write(tmp_path / "emotion.csv", lines)
-    result = readers.stage("emotion", [path], tmp_path / "root")
+    result = _stage("emotion", [path], tmp_path)
     assert (result.rows_read, result.rows_rejected, result.rows_staged) == (16, 6, 10)
     with open(result.rejected_path, newline="") as f:
         rejected = list(csv.DictReader(f))
@@ -96,40 +100,74 @@ def test_keypoint_outside_image_and_unlabelled_rows_are_rejected(tmp_path):
     outside[1] = "130.0"
     lines = [KP_HEADER] + [_kp_line() for _ in range(10)] + [_kp_line(outside), _kp_line([""] * 30),
                                                             _kp_line(["nan?"] + COORDS[1:])]
-    result = readers.stage("keypoints", [_write(tmp_path / "kp.csv", lines)], tmp_path / "root")
+    result = _stage("keypoints", [_write(tmp_path / "kp.csv", lines)], tmp_path)
     assert result.rows_rejected == 3
-    text = result.rejected_path.read_text()
+    text = Path(result.rejected_path).read_text()
     assert "left_eye_center_y: coordinate 130.0 outside the 96x96 image" in text
     assert "no key point is labelled" in text
     assert "left_eye_center_x: non-numeric value 'nan?'" in text
 
 
 def test_missing_empty_and_wrong_files_are_one_line_errors(tmp_path):
-    with pytest.raises(readers.InputDataError, match="nope.csv: file not found"):
-        readers.stage("emotion", [tmp_path / "nope.csv"], tmp_path / "root")
+    with pytest.raises(csv_rows.InputDataError, match="nope.csv: file not found"):
+        _stage("emotion", [tmp_path / "nope.csv"], tmp_path)
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    with pytest.raises(readers.InputDataError, match="empty.csv: file is empty"):
-        readers.stage("emotion", [empty], tmp_path / "root")
+    with pytest.raises(csv_rows.InputDataError, match="empty.csv: file is empty"):
+        _stage("emotion", [empty], tmp_path)
     wrong = _write(tmp_path / "wrong.csv", ["emotion,image"] + [f"1,{PIX48}"] * 20)
-    with pytest.raises(readers.InputDataError, match="lacks column"):
-        readers.stage("emotion", [wrong], tmp_path / "root")
+    with pytest.raises(csv_rows.InputDataError, match="lacks column"):
+        _stage("emotion", [wrong], tmp_path)
     bad = _write(tmp_path / "bad.csv", ["emotion,pixels"] + ["7," + PIX48] * 20)
-    with pytest.raises(readers.InputDataError, match=r"only 0 valid row\(s\) of 20.*bad.csv line 2"):
-        readers.stage("emotion", [bad], tmp_path / "root")
+    with pytest.raises(csv_rows.InputDataError, match=r"only 0 valid row\(s\) of 20.*bad.csv line 2"):
+        _stage("emotion", [bad], tmp_path)
 
 
-def test_restaging_unchanged_data_keeps_the_file_so_the_tfx_cache_holds(tmp_path):
-    (tmp_path / "in").mkdir()
-    path = _write(tmp_path / "in" / "emotion.csv", ["emotion,pixels"] + [f"1,{PIX48}"] * 12)
-    first = readers.stage("emotion", [path], tmp_path / "root")
-    os.utime(first.staged_path, (1_000_000, 1_000_000))
-    second = readers.stage("emotion", [path], tmp_path / "root")
-    assert first.changed and not second.changed
-    assert os.stat(second.staged_path).st_mtime == 1_000_000
-    _write(tmp_path / "in" / "more.csv", ["emotion,pixels"] + [f"2,{PIX48}"] * 3)
-    third = readers.stage("emotion", readers.find_csvs(tmp_path / "in")["emotion"], tmp_path / "root")
-    assert third.changed and third.rows_read == 15
+def test_the_example_gen_checks_every_row_and_keeps_the_rejected_ones_with_its_examples(tmp_path):
+    """The ExampleGen executor of a branch, run as TFX runs it: it reads its own format (in
+    sub-folders too), leaves the other format's files to the other branch and names them,
+    writes tf.Examples of the good rows only, and records counts, reasons and the rejected
+    rows on and in its Examples artifact."""
+    import json
+
+    import tensorflow as tf
+    from tfx.types import standard_artifacts
+
+    from emotion_ai.components import validating_example_gen as veg
+    from emotion_ai.pipelines import config
+
+    data = tmp_path / "data"
+    (data / "2026-12-01").mkdir(parents=True)
+    good = _write(data / "a.csv", ["emotion,pixels"] + [f"{i % 5},{PIX48}" for i in range(20)])
+    later = _write(data / "2026-12-01" / "b.csv.gz", ["emotion,pixels", f"1,{PIX48}", "8," + PIX48], gz=True)
+    other = _write(data / "kp.csv", [KP_HEADER, _kp_line()])
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "examples")
+    component = veg.ValidatingCsvExampleGen("emotion", str(data), output_config=veg.example_gen_pb2.Output(
+        split_config=veg.example_gen_pb2.SplitConfig(splits=[
+            veg.example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=3),
+            veg.example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)])))
+    properties = {k: v for k, v in component.exec_properties.items() if v is not None}
+    for key in ("input_config", "output_config", "custom_config"):  # as the launcher passes them: JSON
+        if not isinstance(properties[key], str):
+            properties[key] = veg.proto_utils.proto_to_json(properties[key])
+    executor = veg.Executor(veg.Executor.Context(tmp_dir=str(tmp_path / "tmp"), unique_id="1",
+                                                 beam_pipeline_args=list(config.BEAM_PIPELINE_ARGS)))
+    executor.Do({}, {"examples": [examples]}, properties)
+
+    assert examples.get_int_custom_property("rows_read") == 22
+    assert examples.get_int_custom_property("rows_rejected") == 1
+    assert json.loads(examples.get_string_custom_property("sources")) == [str(later), str(good)]
+    assert json.loads(examples.get_string_custom_property("other_files")) == [str(other)]
+    assert json.loads(examples.get_string_custom_property("rejected_reasons")) == {"emotion": 1}
+    with open(tmp_path / "examples" / spec.REJECTED_ROWS_FILE, newline="") as f:
+        rejected = list(csv.DictReader(f))
+    assert [(r["file"], r["line"]) for r in rejected] == [(str(later), "3")]
+    records = [tf.train.Example.FromString(r.numpy()) for split in ("train", "eval")
+               for r in tf.data.TFRecordDataset(sorted(map(str, (tmp_path / "examples" / f"Split-{split}").glob("*"))),
+                                                compression_type="GZIP")]
+    assert len(records) == 21
+    assert {tuple(r.features.feature["emotion"].int64_list.value) for r in records} == {(0,), (1,), (2,), (3,), (4,)}
 
 
 def test_find_csvs_groups_by_header_including_dated_folders(tmp_path):

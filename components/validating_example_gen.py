@@ -1,0 +1,116 @@
+"""ExampleGen that checks every input row first: row validation inside the DAG.
+
+TFX's ``CsvExampleGen`` needs one clean, homogeneous table; the raw files are neither (see
+``csv_rows``). This executor finds the branch's CSVs under ``input_base`` (sub-folders too;
+files of another branch's format are left to that branch and counted), checks every row,
+writes the good ones to one staged CSV in its temporary folder and hands that to TFX's CSV
+executor, which splits and writes the examples. What it did travels with the ``Examples``
+artifact, so the summary, the report and MLflow read it on every orchestrator:
+
+* ``rejected_rows.csv`` in the artifact's folder (file, line, reason, raw record), only when
+  a row was rejected;
+* custom properties ``rows_read``, ``rows_rejected``, ``rejected_reasons`` (JSON: reason ->
+  rows), ``sources`` (JSON list of the files read) and ``other_files`` (JSON list of files of
+  another branch's format).
+
+ExampleGen's driver fingerprints the top level of ``input_base`` (span, version, cache); a
+runner that knows more (sub-folders, an explicit file list) passes its own ``fingerprint``
+in the custom config, so a changed file anywhere re-runs the branch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from absl import logging
+from google.protobuf import any_pb2, json_format, struct_pb2
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.components.example_gen.csv_example_gen import executor as csv_executor
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+from emotion_ai.components import csv_rows, spec
+
+STAGED_FILE = "staged.csv"
+
+
+@dataclasses.dataclass(frozen=True)
+class BranchInput:
+    """Where one branch's raw CSVs are: a folder (or URI), optionally only some files in it
+    (paths relative to it), and a fingerprint of them for the cache."""
+
+    base: str
+    files: tuple[str, ...] = ()
+    fingerprint: str = ""
+
+
+def _custom_config(branch: str, source: BranchInput) -> example_gen_pb2.CustomConfig:
+    struct = struct_pb2.Struct()
+    struct.update({"branch": branch, "files": list(source.files), "fingerprint": source.fingerprint})
+    packed = any_pb2.Any()
+    packed.Pack(struct)
+    return example_gen_pb2.CustomConfig(custom_config=packed)
+
+
+def read_custom_config(exec_properties) -> dict:
+    config = example_gen_pb2.CustomConfig()
+    proto_utils.json_to_proto(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}", config)
+    struct = struct_pb2.Struct()
+    if config.custom_config.Is(struct.DESCRIPTOR):
+        config.custom_config.Unpack(struct)
+    return json_format.MessageToDict(struct)
+
+
+def branch_files(branch: str, source_base: str, files: list[str]) -> tuple[list[str], list[str]]:
+    """``(this branch's CSVs, other branches' CSVs)`` among ``files`` (relative to
+    ``source_base``; all CSVs under it when empty), told apart by their header."""
+    base = source_base.rstrip("/")
+    paths = [f"{base}/{f}" for f in files] if files else csv_rows.find_csvs(base)
+    ours, others = [], []
+    for path in paths:
+        (ours if csv_rows.detect_kind(path) == branch else others).append(path)
+    return ours, others
+
+
+class Executor(csv_executor.Executor):
+    """Check every row, then TFX's CSV ExampleGen on the good ones."""
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        custom = read_custom_config(exec_properties)
+        branch = custom["branch"]
+        base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+        ours, others = branch_files(branch, base, list(custom.get("files") or []))
+        if not ours:
+            raise csv_rows.InputDataError(f"no {branch} CSV in {base}"
+                                          + (f" (only other formats: {', '.join(others)})" if others else ""))
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        staged_dir = os.path.join(self._get_tmp_dir(), "staged")
+        result = csv_rows.stage(branch, ours, f"{staged_dir}/{STAGED_FILE}",
+                                f"{examples.uri}/{spec.REJECTED_ROWS_FILE}")
+        logging.info("%s: %d rows read from %d file(s), %d rejected%s", branch, result.rows_read, len(ours),
+                     result.rows_rejected, f" (see {result.rejected_path})" if result.rejected_path else "")
+        staged = dict(exec_properties)
+        staged[standard_component_specs.INPUT_BASE_KEY] = staged_dir
+        staged[standard_component_specs.INPUT_CONFIG_KEY] = proto_utils.proto_to_json(example_gen_pb2.Input(
+            splits=[example_gen_pb2.Input.Split(name="single_split", pattern=STAGED_FILE)]))
+        super().Do(input_dict, output_dict, staged)
+        examples.set_int_custom_property("rows_read", result.rows_read)
+        examples.set_int_custom_property("rows_rejected", result.rows_rejected)
+        examples.set_string_custom_property("rejected_reasons", json.dumps(result.reasons))
+        examples.set_string_custom_property("sources", json.dumps(ours))
+        examples.set_string_custom_property("other_files", json.dumps(others))
+
+
+def ValidatingCsvExampleGen(branch: str, source: BranchInput | str,  # noqa: N802 - a component, as TFX's are
+                            output_config: example_gen_pb2.Output) -> FileBasedExampleGen:
+    """The ExampleGen of one branch, reading ``source`` (a folder or a ``BranchInput``)."""
+    source = BranchInput(source) if isinstance(source, str) else source
+    return FileBasedExampleGen(
+        input_base=source.base,
+        custom_config=_custom_config(branch, source),
+        output_config=output_config,
+        custom_executor_spec=executor_spec.BeamExecutorSpec(Executor),
+    )
