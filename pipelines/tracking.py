@@ -1,8 +1,9 @@
 """MLflow tracking of pipeline runs: one parent run per pipeline run, one child run per model.
 
 Default store: embedded SQLite under the pipeline root (no server); ``MLFLOW_TRACKING_URI``
-points it elsewhere. Blessed, newly pushed models are registered in the MLflow model
-registry as ``emotion-ai-<model>``, their source being the TF Serving version directory.
+points it elsewhere (a tracking server keeps the artifacts in its own store). Blessed, newly
+pushed models are logged with MLflow's model logging (a pyfunc around the pushed SavedModel,
+copied into the run's artifacts) and registered from ``runs:/`` as ``emotion-ai-<model>``.
 """
 from __future__ import annotations
 
@@ -26,8 +27,14 @@ def _experiment(mlflow, pipeline_root: Path) -> str:
     experiment = mlflow.get_experiment_by_name(config.PIPELINE_NAME)
     if experiment is not None:
         return experiment.experiment_id
+    if uri_is_server(mlflow.get_tracking_uri()):  # the server's artifact store (proxied or its own)
+        return mlflow.create_experiment(config.PIPELINE_NAME)
     return mlflow.create_experiment(config.PIPELINE_NAME,
                                     artifact_location=(Path(pipeline_root).resolve() / "mlartifacts").as_uri())
+
+
+def uri_is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
 
 
 def _history(summary, branch) -> dict[str, list[float]]:
@@ -39,7 +46,7 @@ def _history(summary, branch) -> dict[str, list[float]]:
 
 def run_location(uri: str, experiment_id: str, run_id: str) -> str:
     """A link to the run for a tracking server; for a local store, how to look at it."""
-    if uri.startswith(("http://", "https://")):
+    if uri_is_server(uri):
         return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
     return f"mlflow ui --backend-store-uri {uri}"
 
@@ -59,10 +66,8 @@ def open_run(tfx_run_id: str, profile: config.Profile, pipeline_root: Path) -> t
 def track(result, profile: config.Profile, pipeline_root: Path) -> str:
     """Log one pipeline run into the parent run ``open_run`` made; return its id."""
     import mlflow
-    from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(tracking_uri(pipeline_root))
-    client = MlflowClient()
     summary, context = result.summary, result.context
     with mlflow.start_run(run_id=context.mlflow_run_id) as parent:
         experiment_id = parent.info.experiment_id
@@ -96,20 +101,54 @@ def track(result, profile: config.Profile, pipeline_root: Path) -> str:
                 if result.report_path:
                     mlflow.log_artifact(str(result.report_path))
                 if b.pushed and not b.identical_to_version and b.pushed_to:
-                    name = registered_name(branch.name)
-                    if not _exists(client, name):
-                        client.create_registered_model(name, description=f"{branch.name} model pushed by the pipeline")
-                    client.create_model_version(
-                        name, source=Path(b.pushed_to).resolve().as_uri(), run_id=child.info.run_id,
-                        tags={"tf_serving_version": b.pushed_version, "tfx_run_id": summary.run_id})
+                    log_and_register(branch.name, b.pushed_to, child.info.run_id,
+                                     {"tf_serving_version": b.pushed_version, "tfx_run_id": summary.run_id})
         return parent.info.run_id
 
 
-def _exists(client, name: str) -> bool:
-    from mlflow.exceptions import MlflowException
+class PushedSavedModel:
+    """The pushed TF Serving SavedModel as an MLflow pyfunc model: ``predict`` takes a frame
+    with the branch's pixel-string column and returns its ``serving_pixels`` outputs."""
 
-    try:
-        client.get_registered_model(name)
-        return True
-    except MlflowException:
-        return False
+    @staticmethod
+    def python_model():
+        import mlflow
+
+        class _Model(mlflow.pyfunc.PythonModel):
+            def load_context(self, context):
+                import tensorflow as tf
+
+                self._model = tf.saved_model.load(context.artifacts["saved_model"])
+
+            def predict(self, context, model_input, params=None):
+                import tensorflow as tf
+
+                column = model_input.columns[0]
+                pixels = tf.constant([str(v) for v in model_input[column]])
+                out = self._model.signatures["serving_pixels"](pixels=pixels)
+                return {k: v.numpy() for k, v in out.items()}
+
+        return _Model()
+
+
+def log_and_register(branch: str, saved_model: str, run_id: str, tags: dict[str, str]):
+    """Log ``saved_model`` (a pushed version folder) as the model of the active run
+    ``run_id``, with MLflow's own model logging (the SavedModel copied into the tracking
+    store's artifacts: a registry entry never points at a version the Pusher later prunes),
+    and register it from ``runs:/<run>/model``, which a tracking server accepts. Returns the
+    model version."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is None or active.info.run_id != run_id:
+        raise RuntimeError(f"log_and_register: run {run_id} is not the active MLflow run")
+    mlflow.pyfunc.log_model(name="model", python_model=PushedSavedModel.python_model(),
+                            artifacts={"saved_model": saved_model},
+                            pip_requirements=[f"tensorflow=={_version('tensorflow')}"])
+    return mlflow.register_model(f"runs:/{run_id}/model", registered_name(branch), tags=tags)
+
+
+def _version(dist: str) -> str:
+    from importlib import metadata
+
+    return metadata.version(dist)
