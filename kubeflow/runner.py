@@ -22,7 +22,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as v2
 
 from emotion_ai.components.branches import BRANCHES
-from emotion_ai.pipelines import config
+from emotion_ai.pipelines import config, record_components
 from emotion_ai.pipelines.pipeline import create_pipeline
 
 IMAGE_REPOSITORY = "ghcr.io/emotion-ai/emotion-ai-pipeline"
@@ -33,7 +33,8 @@ DEFAULT_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=multi_proces
 SCHEMA_VERSION = "2.1.0"
 DATA_DIR = "data"  # under the pipeline root: the raw CSVs of both formats (each ExampleGen takes its own)
 # Tasks whose answer depends on the world, not on their inputs: never taken from KFP's cache.
-UNCACHED = ("ServedModel",)
+UNCACHED = ("ServedModel",)  # per branch
+UNCACHED_RECORD = (record_components.REPORT_ID, record_components.TRACKING_ID)  # a report names its run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +97,8 @@ def _executor_of(pipeline_spec: dict, task_name: str) -> dict:
 
 def build_spec(*, image: str, pipeline_root: str, inputs: Mapping[str, str] | None = None,
                model_repo: str | None = None, profile: config.Profile | None = None,
-               beam_args: Sequence[str] = DEFAULT_BEAM_ARGS, trainer: Resources = Resources()) -> dict:
+               beam_args: Sequence[str] = DEFAULT_BEAM_ARGS, trainer: Resources = Resources(),
+               tracking_uri: str = "") -> dict:
     """The bare KFP PipelineSpec of every branch, as a dict. ``inputs``: per branch name, the
     folder of its raw CSVs (default ``<root>/data``, both formats side by side)."""
     root = pipeline_root.rstrip("/")
@@ -107,6 +109,8 @@ def build_spec(*, image: str, pipeline_root: str, inputs: Mapping[str, str] | No
         profile=profile or config.PROFILES[config.DEFAULT_PROFILE],
         beam_pipeline_args=beam_args,
         baseline_keys=dict.fromkeys((b.name for b in BRANCHES), "never cached on Kubeflow"),  # see UNCACHED
+        run_key="never cached on Kubeflow",
+        tracking_uri=tracking_uri,
     )
     runner = v2.KubeflowV2DagRunner(config=v2.KubeflowV2DagRunnerConfig(default_image=image,
                                                                         use_pipeline_spec_2_1=True))
@@ -114,6 +118,8 @@ def build_spec(*, image: str, pipeline_root: str, inputs: Mapping[str, str] | No
     pipeline_spec["schemaVersion"] = SCHEMA_VERSION
     pipeline_spec["defaultPipelineRoot"] = root
     tasks = pipeline_spec["root"]["dag"]["tasks"]
+    for name in UNCACHED_RECORD:
+        tasks[name]["cachingOptions"] = {"enableCache": False}
     for branch in BRANCHES:
         for kind in UNCACHED:
             tasks[branch.component_id(kind)]["cachingOptions"] = {"enableCache": False}

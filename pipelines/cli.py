@@ -193,6 +193,25 @@ def runs(pipeline_root, last) -> None:
     click.echo("models: B blessed, P pushed")
 
 
+@main.command("beam-worker-pool")
+@click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 exposes it to the network")
+@click.option("--port", type=click.IntRange(1, 65535), default=50000, show_default=True)
+@click.option("--processes", is_flag=True, help="each job's worker in a Python process of its own, as Beam's "
+              "worker_pool_main does (isolated; slower: each job imports TensorFlow anew). Default: threads of "
+              "this process.")
+def beam_worker_pool(host, port, processes) -> None:
+    """Serve Beam workers for `run --beam-arg=--runner=PortableRunner ... --environment_type=EXTERNAL`."""
+    from emotion_ai.pipelines import beam_workers
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")  # the workers' Beam chatter
+    logging.getLogger("emotion_ai").setLevel(logging.INFO)  # which worker starts for which job
+    click.echo("runs use it with: " + " ".join(f"--beam-arg={a}" for a in beam_workers.beam_args(host, port)))
+    try:
+        beam_workers.serve(host, port, processes)
+    except (OSError, RuntimeError) as error:
+        raise click.ClickException(str(error)) from None
+
+
 @main.command()
 @click.option("--model-repo", type=click.Path(path_type=Path), default=config.MODEL_REPO, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 exposes it to the network")
@@ -294,8 +313,11 @@ def predict(inputs, server, model_repo, out) -> None:
 @click.option("--trainer-gpus", type=click.IntRange(min=0), default=0, show_default=True,
               help="Accelerators per Trainer pod.")
 @click.option("--gpu-type", default="nvidia.com/gpu", show_default=True, help="Accelerator resource name.")
+@click.option("--tracking-uri", default="", help="MLflow tracking server of the TrackRun task, e.g. "
+              "http://mlflow.mlflow:5000. Default: MLFLOW_TRACKING_URI in the task's environment; with neither, "
+              "runs are not tracked (the task says so in its log and its output).")
 def compile_kubeflow(out, image, pipeline_root, data, model_repo, profile, beam_args, trainer_cpu, trainer_memory,
-                     trainer_gpus, gpu_type) -> None:
+                     trainer_gpus, gpu_type, tracking_uri) -> None:
     """Compile the same pipeline into a Kubeflow Pipelines spec (bare PipelineSpec YAML, schema 2.1.0)."""
     from emotion_ai.kubeflow import runner
 
@@ -305,7 +327,8 @@ def compile_kubeflow(out, image, pipeline_root, data, model_repo, profile, beam_
     try:
         trainer = runner.Resources(cpu=trainer_cpu, memory=trainer_memory, gpus=trainer_gpus, gpu_type=gpu_type)
         path = runner.compile_pipeline(out, image=image, pipeline_root=pipeline_root, model_repo=model_repo,
-                                       profile=_profile(profile), trainer=trainer, **kwargs)
+                                       profile=_profile(profile), trainer=trainer, tracking_uri=tracking_uri,
+                                       **kwargs)
     except ValueError as error:  # a CPU or memory quantity Kubernetes would not take
         raise click.ClickException(str(error)) from None
     click.echo(str(path))

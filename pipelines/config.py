@@ -175,3 +175,16 @@ def code_fingerprint(branch: str | None = None) -> str:
         digest.update(str(path.relative_to(components)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def code_version() -> str:
+    """``<git commit>[-dirty] / components <hash>``: which code a run used (the checkout's
+    commit when there is one), for its report, summary and MLflow run."""
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "-C", str(PROJECT_ROOT), "describe", "--always", "--dirty", "--abbrev=10"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{commit or 'no git checkout'} / components {code_fingerprint()}"

@@ -1,13 +1,13 @@
 """Run the pipeline on the local Beam runner (BeamDagRunner, DirectRunner in memory).
 
-Inputs are found (or generated), the DAG runs (its ExampleGens check every row) with
-SQLite ML Metadata under the pipeline root, and a summary of the run is read back from it.
+Inputs are found (or generated), the DAG runs with SQLite ML Metadata under the pipeline
+root (everything a run does happens in it: row checks, training, gates, pushes, the report,
+MLflow tracking), and a summary of the run is read back from it.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -21,30 +21,10 @@ from emotion_ai.components.branches import BRANCHES
 from emotion_ai.components.csv_rows import InputDataError
 from emotion_ai.components.validating_example_gen import BranchInput
 from emotion_ai.data import generator, readers
-from emotion_ai.pipelines import config, console, report, run_summary, tracking
+from emotion_ai.pipelines import config, console, record_components, report, run_summary
 from emotion_ai.pipelines.pipeline import create_pipeline, served_now
 
 log = logging.getLogger("emotion_ai")
-
-
-@dataclasses.dataclass
-class RunContext:
-    """Where a run's figures come from: saved beside its report, shown in the report and the
-    summary, logged to MLflow."""
-
-    profile: str
-    data: dict[str, dict]  # dataset -> {"source", "files", "rows_read", "rows_rejected"}
-    code_version: str  # git commit of the project (+ "-dirty"), and the component code hash
-    model_repo: str
-    pipeline_root: str
-    mlflow_run_id: str | None = None
-    mlflow_location: str | None = None  # a URL for a tracking server, else the store's URI
-
-    def save(self, run_dir: Path) -> Path:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        path = run_dir / report.CONTEXT_FILE  # the report reads it back
-        path.write_text(json.dumps(dataclasses.asdict(self), indent=1))
-        return path
 
 
 @dataclasses.dataclass
@@ -52,37 +32,30 @@ class RunResult:
     summary: run_summary.RunSummary
     inputs: dict[str, BranchInput]
     pipeline_root: Path
-    report_path: Path | None = None
-    mlflow_run_id: str | None = None
-    context: RunContext | None = None
+    report_path: Path | None = None  # report.html in the run's RunReport artifact
+    context: report.RunContext | None = None  # what that report says the run used
+    mlflow_run_id: str | None = None  # the TrackRun step's MLflow run, when it tracked the run
+    mlflow_location: str | None = None
+    untracked_reason: str | None = None  # why it did not
 
 
-def describe_data(summary: run_summary.RunSummary) -> dict[str, dict]:
-    """Per dataset: generated sample data (with its seed) or the user's files, and the
-    counts its ExampleGen recorded."""
-    described = {}
-    for name, b in summary.branches.items():
-        generated = [generator.provenance(Path(p)) if "://" not in p else None for p in b.sources]
-        if generated and all(generated):
-            seeds = sorted({g["seed"] for g in generated})
-            source = f"generated sample data (seed {', '.join(map(str, seeds))})"
+def _record(summary: run_summary.RunSummary) -> dict:
+    """What the run's RunReport and TrackRun steps produced (read from ML Metadata)."""
+    found = {}
+    uri = report.report_artifact_uri(summary)
+    if uri:
+        found["report_path"] = Path(uri) / report.REPORT_FILE  # a local run: a local root
+        found["context"] = report.RunContext.load(uri)
+    tracked = summary.component(record_components.TRACKING_ID)
+    runs = tracked.outputs.get("mlflow_run") if tracked else None
+    if runs:
+        props = runs[0].custom_properties
+        if props["tracked"].int_value if "tracked" in props else False:
+            found["mlflow_run_id"] = props["mlflow_run_id"].string_value
+            found["mlflow_location"] = props["location"].string_value
         else:
-            source = "user files" if not any(generated) else "user files and generated sample data"
-        described[name] = {"source": source, "files": list(b.sources), "rows_read": b.rows_read,
-                           "rows_rejected": b.rows_rejected}
-    return described
-
-
-def code_version() -> str:
-    """``<git commit>[-dirty] / components <hash>``: the checkout's commit when there is one."""
-    import subprocess
-
-    try:
-        commit = subprocess.run(["git", "-C", str(config.PROJECT_ROOT), "describe", "--always", "--dirty",
-                                 "--abbrev=10"], capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return f"{commit or 'no git checkout'} / components {config.code_fingerprint()}"
+            found["untracked_reason"] = props["reason"].string_value if "reason" in props else "unknown"
+    return found
 
 
 def _fingerprint(paths: Sequence[Path]) -> str:
@@ -160,28 +133,11 @@ def run(profile: config.Profile, pipeline_root: Path, model_repo: Path, data_dir
         raise
     finally:
         absl_log.removeHandler(watcher)
-    say("writing the evaluation report and tracking the run")
     summary = run_summary.summarize(pipeline_root)
     for name, b in summary.branches.items():
         say(f"  {name}: {b.rows_read} rows read, {b.rows_rejected} rejected")
-    context = RunContext(profile=profile.name, data=describe_data(summary), code_version=code_version(),
-                         model_repo=str(model_repo), pipeline_root=str(pipeline_root))
-    result = RunResult(summary, inputs, pipeline_root, context=context)
-    # The MLflow run is opened first so the report can name it; a tracking failure never
-    # costs the run its report (the models are already pushed).
-    try:
-        context.mlflow_run_id, context.mlflow_location = tracking.open_run(summary.run_id, profile, pipeline_root)
-    except Exception as error:  # noqa: BLE001 - tracking is an add-on to a finished run
-        log.warning("MLflow tracking failed, the run is not tracked: %s", error)
-    context.save(report.run_dir(pipeline_root, summary.run_id))
-    result.report_path = report.write(pipeline_root, summary.run_id)
+    result = RunResult(summary, inputs, pipeline_root, **_record(summary))
     log.info("evaluation report: %s", result.report_path)
-    if context.mlflow_run_id:
-        try:
-            tracking.track(result, profile, pipeline_root)
-            result.mlflow_run_id = context.mlflow_run_id
-        except Exception as error:  # noqa: BLE001
-            log.warning("MLflow tracking failed: %s", error)
     return result
 
 
@@ -259,6 +215,8 @@ def format_summary(result: RunResult) -> str:
     lines.append(f"    {'total':<40} {'':<9} {total:8.1f}")
     if result.report_path:
         lines.append(f"  report: {result.report_path}")
-    if ctx and ctx.mlflow_run_id:
-        lines.append(f"  mlflow: run {ctx.mlflow_run_id} ({ctx.mlflow_location})")
+    if result.mlflow_run_id:
+        lines.append(f"  mlflow: run {result.mlflow_run_id} ({result.mlflow_location})")
+    elif result.untracked_reason:
+        lines.append(f"  mlflow: not tracked ({result.untracked_reason})")
     return "\n".join(lines)

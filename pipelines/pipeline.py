@@ -4,7 +4,8 @@ Per model branch of the registry (``components/branches.py``: key points, expres
 with unique component ids: CsvExampleGen (checks every row first:
 ``validating_example_gen``) -> StatisticsGen -> SchemaGen -> ExampleValidator
 -> Transform -> Trainer -> ServedModel (the version this branch's repository serves now, the
-baseline) -> Evaluator -> Pusher.
+baseline) -> Evaluator -> Pusher; then, over both branches, RunReport (the HTML report as an
+artifact) -> TrackRun (MLflow): ``record_components``.
 
 All ML logic lives in the branches' module files under ``components/``; hyperparameters
 and gate values per profile in ``pipelines.config``. Local runners and the Kubeflow runner
@@ -24,7 +25,7 @@ from emotion_ai.components import model_repository, repository_pusher, served_ba
 from emotion_ai.components.branches import BRANCHES, Metric, ModelBranch
 from emotion_ai.components.spec import Gate
 from emotion_ai.components.validating_example_gen import BranchInput
-from emotion_ai.pipelines import config
+from emotion_ai.pipelines import config, record_components
 
 
 def _model_spec(branch: ModelBranch) -> tfma.ModelSpec:
@@ -149,21 +150,40 @@ def create_pipeline(
     pipeline_name: str = config.PIPELINE_NAME,
     allow_other_profile: bool = False,
     baseline_keys: Mapping[str, str] | None = None,
+    run_key: str | None = None,
+    tracking_uri: str = "",
+    code_version: str | None = None,
 ) -> tfx.dsl.Pipeline:
     """Every branch of the registry in one pipeline. ``inputs``: per branch name, the folder
     (or URI) of its raw CSVs, or a ``BranchInput``. ``allow_other_profile`` lets the Pushers write into a repository
     another profile owns. ``baseline_keys``: per branch name, the version served when the
     pipeline is built (``served_now``), the cache key of its ``ServedModel``; without it a
     fresh key each build (the Kubeflow compilation passes a fixed one and turns caching off
-    for that task instead)."""
+    for that task instead). ``run_key``: the cache key of the report and tracking steps,
+    which must never come from a cache (default: the build time). ``tracking_uri``: the
+    MLflow store (default: ``MLFLOW_TRACKING_URI`` where the step runs, else SQLite under a
+    local pipeline root, else not tracked). ``code_version``: default the checkout's."""
     missing = [b.name for b in BRANCHES if b.name not in inputs]
     if missing:
         raise ValueError(f"no input for the {', '.join(missing)} branch(es)")
+    built = f"built at {dt.datetime.now(dt.UTC).isoformat()}"
     if baseline_keys is None:  # a fresh key: no runner may answer "what is served" from its cache
-        baseline_keys = dict.fromkeys((b.name for b in BRANCHES), f"built at {dt.datetime.now(dt.UTC).isoformat()}")
-    components = [c for branch in BRANCHES
-                  for c in _branch(branch, inputs[branch.name], profile, model_repo, allow_other_profile,
-                                   baseline_keys[branch.name])]
+        baseline_keys = dict.fromkeys((b.name for b in BRANCHES), built)
+    components, outputs = [], {}
+    for branch in BRANCHES:
+        parts = _branch(branch, inputs[branch.name], profile, model_repo, allow_other_profile,
+                        baseline_keys[branch.name])
+        components += parts
+        by_id = {c.id: c for c in parts}
+        outputs[branch.name] = {key: by_id[branch.component_id(kind)].outputs[key]
+                                for kind, key, _ in record_components.RECORDED}
+    run_report = record_components.RunReport(
+        outputs, profile=profile.name, model_repo=model_repo, pipeline_root=pipeline_root,
+        code_version=code_version if code_version is not None else config.code_version(),
+        run_key=run_key or built).with_id(record_components.REPORT_ID)
+    track_run = record_components.TrackRun(outputs, run_report.outputs["report"], tracking_uri=tracking_uri,
+                                           run_key=run_key or built).with_id(record_components.TRACKING_ID)
+    components += [run_report, track_run]
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,

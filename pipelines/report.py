@@ -1,17 +1,20 @@
 """One self-contained HTML evaluation report per pipeline run (images embedded, no network).
 
-Sources: the run's ML Metadata (components, blessing, pushes), TFMA's evaluation output
-(metrics, per-slice metrics, thresholds and failures), the statistics and anomalies, the
-rejected-rows files, the run's context (profile, data, code version, MLflow run; saved by
-the runner beside the report), and the candidate models themselves, run on the test split
-the Evaluator gated on.
+Sources: the run's artifacts (examples and their rejected rows, statistics, anomalies,
+models, TFMA's evaluation output with its thresholds and failures, blessings, pushes), the
+run's context (profile, data, code version, model repository), and the candidate models
+themselves, run on the test split the Evaluator gated on. Written inside the DAG by the
+``RunReport`` component (``record_components``) as an artifact; ``emotion-ai report``
+re-renders any run from ML Metadata.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
 import html
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,7 @@ from tfx.dsl.io import fileio
 
 from emotion_ai.components.branches import BRANCHES
 from emotion_ai.components.common import report_parts as rp
+from emotion_ai.data import generator
 from emotion_ai.pipelines import config, run_summary
 
 MAX_EVAL_EXAMPLES = 512
@@ -30,7 +34,7 @@ def _split_examples(examples_uri: str, split: str, limit: int = MAX_EVAL_EXAMPLE
     """Raw features of the first ``limit`` examples of one split (tf.Example, gzip)."""
     import tensorflow as tf
 
-    files = sorted(str(p) for p in Path(examples_uri, f"Split-{split}").glob("*.gz"))
+    files = sorted(fileio.glob(f"{examples_uri.rstrip('/')}/Split-{split}/*.gz"))
     rows = []
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit):
         example = tf.train.Example.FromString(record.numpy())
@@ -75,13 +79,14 @@ def _section(branch, b, examples) -> str:
     return f"<h2>{title}</h2>" + branch.part("report").section(b.evaluation, examples, outputs)
 
 
-def _data_section(pipeline_root, summary, examples: dict[str, list[dict]]) -> str:
+def _data_section(summary, examples: dict[str, list[dict]]) -> str:
     parts = ["<h2>Data</h2>"]
     rows = []
     splits = (config.TRAIN_SPLIT, config.EVAL_SPLIT, config.TEST_SPLIT)
+    rejected_of = {branch.name: _rejected(summary.branches[branch.name]) for branch in BRANCHES}
     for branch in BRANCHES:
         b = summary.branches[branch.name]
-        rejected = _rejected(b)
+        rejected = rejected_of[branch.name]
         n_anom = sum(len(v) for v in b.anomalies.values())
         rows.append([branch.name] + [rp.fmt(b.split_counts.get(s)) for s in splits]
                     + [len(rejected), f"{n_anom} " + _badge(n_anom == 0, "none", "found")])
@@ -93,7 +98,7 @@ def _data_section(pipeline_root, summary, examples: dict[str, list[dict]]) -> st
         items = [f"<li>[{html.escape(s)}] {html.escape(a)}</li>" for s, v in b.anomalies.items() for a in v]
         if items:
             parts.append(f"<h3>Anomalies ({branch.name})</h3><ul>{''.join(items)}</ul>")
-        rejected = _rejected(b)
+        rejected = rejected_of[branch.name]
         if rejected:
             parts.append(f"<h3>Rejected rows ({branch.name}): {len(rejected)}</h3>" + rp.table(
                 ["file", "line", "reason"],
@@ -114,13 +119,10 @@ def _context_rows(context, summary) -> list[list[str]]:
         rows.append([f"{html.escape(name)} data", f"{html.escape(d['source'])}: {files}; {d['rows_read']} rows read, "
                      f"{d['rows_rejected']} rejected; examples per split: {html.escape(split_text) or 'n/a'}"])
     rows.append(["model repository", html.escape(context["model_repo"])])
-    if context.get("mlflow_run_id"):
-        where = context.get("mlflow_location") or ""
-        link = (f'<a href="{html.escape(where)}">{html.escape(where)}</a>' if where.startswith(("http://", "https://"))
-                else f"<code>{html.escape(where)}</code>")
-        rows.append(["MLflow run", f"{html.escape(context['mlflow_run_id'])} ({link})"])
-    else:
-        rows.append(["MLflow run", "not tracked"])
+    rows.append(["pipeline root", html.escape(context["pipeline_root"])])
+    # The report is an input of the tracking step, so it cannot name the MLflow run itself.
+    rows.append(["MLflow", "the TrackRun step logs this run and this report after it, when a tracking store is "
+                 f"configured: the MLflow run tagged <code>tfx_run_id = {html.escape(summary.run_id)}</code>"])
     return rows
 
 
@@ -184,37 +186,94 @@ th{background:#f4f4f4;text-align:left}.badge{padding:2px 8px;border-radius:10px;
 """
 
 
-CONTEXT_FILE = "context.json"  # in run_dir, beside report.html: written by the runner
+REPORT_FILE = "report.html"
+CONTEXT_FILE = "context.json"  # beside the report in its artifact: what the report's header shows
+SUMMARY_FILE = "summary.json"  # beside the report: the run's figures for machines
 
 
-def run_dir(pipeline_root: Path, run_id: str) -> Path:
-    """``<pipeline root>/reports/<run id>``: the report and the run's context."""
-    return Path(pipeline_root) / "reports" / run_id
+@dataclasses.dataclass
+class RunContext:
+    """Where a run's figures come from: shown in the report and the summary, logged to MLflow."""
+
+    run_id: str
+    profile: str
+    data: dict[str, dict]  # dataset -> {"source", "files", "rows_read", "rows_rejected"}
+    code_version: str  # git commit of the project (+ "-dirty"), and the component code hash
+    model_repo: str
+    pipeline_root: str
+
+    @classmethod
+    def load(cls, report_uri: str) -> RunContext:
+        with fileio.open(f"{report_uri.rstrip('/')}/{CONTEXT_FILE}", "r") as f:
+            return cls(**json.loads(f.read()))
 
 
-def _context(pipeline_root: Path, run_id: str) -> dict | None:
-    import json
+def describe_data(summary: run_summary.RunSummary) -> dict[str, dict]:
+    """Per dataset: generated sample data (with its seed) or the user's files, and the
+    counts its ExampleGen recorded."""
+    described = {}
+    for name, b in summary.branches.items():
+        generated = [generator.provenance(Path(p)) if "://" not in p else None for p in b.sources]
+        if generated and all(generated):
+            seeds = sorted({g["seed"] for g in generated})
+            source = f"generated sample data (seed {', '.join(map(str, seeds))})"
+        else:
+            source = "user files" if not any(generated) else "user files and generated sample data"
+        described[name] = {"source": source, "files": list(b.sources), "rows_read": b.rows_read,
+                           "rows_rejected": b.rows_rejected}
+    return described
 
-    try:
-        return json.loads((run_dir(pipeline_root, run_id) / CONTEXT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
 
-
-def render(pipeline_root: Path, run_id: str | None = None) -> tuple[str, str]:
-    """Build the report of one run (latest by default); return ``(run_id, html)``."""
-    summary = run_summary.summarize(pipeline_root, run_id)
+def render_summary(summary: run_summary.RunSummary, context: RunContext | None) -> str:
+    """The report of one run as one HTML page."""
     examples = {}
     for branch in BRANCHES:
         gen = summary.component(branch.component_id("CsvExampleGen"))
         examples[branch.name] = (_split_examples(gen.outputs["examples"][0].uri, config.TEST_SPLIT)
                                  if gen and gen.outputs.get("examples") else [])
-    body = [_header(summary, _context(pipeline_root, summary.run_id), _run_time(summary.run_id)),
+    body = [_header(summary, dataclasses.asdict(context) if context else None, _run_time(summary.run_id)),
             *(_section(branch, summary.branches[branch.name], examples[branch.name]) for branch in BRANCHES),
-            _data_section(pipeline_root, summary, examples)]
-    page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Run {html.escape(summary.run_id)}"
+            _data_section(summary, examples)]
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Run {html.escape(summary.run_id)}"
             f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>")
-    return summary.run_id, page
+
+
+def write_artifact(summary: run_summary.RunSummary, context: RunContext, uri: str) -> str:
+    """The report, its context and the run's figures (``summary.json``) into the report
+    artifact at ``uri`` (any filesystem TensorFlow has); returns the report's path."""
+    uri = uri.rstrip("/")
+    fileio.makedirs(uri)
+    figures = {"run_id": summary.run_id, "context": dataclasses.asdict(context),
+               "branches": {name: {**dataclasses.asdict(b), "rows_staged": b.rows_staged}
+                            for name, b in summary.branches.items()}}
+    for name, text in ((REPORT_FILE, render_summary(summary, context)),
+                       (CONTEXT_FILE, json.dumps(dataclasses.asdict(context), indent=1)),
+                       (SUMMARY_FILE, json.dumps(figures, indent=1, default=str))):
+        with fileio.open(f"{uri}/{name}", "w") as f:
+            f.write(text)
+    return f"{uri}/{REPORT_FILE}"
+
+
+def report_artifact_uri(summary: run_summary.RunSummary) -> str | None:
+    """Where the run's ``RunReport`` component wrote its report, if it ran."""
+    component = summary.component(REPORT_COMPONENT)
+    reports = component.outputs.get("report") if component else None
+    return reports[0].uri if reports else None
+
+
+REPORT_COMPONENT = "RunReport"
+
+
+def render(pipeline_root: Path, run_id: str | None = None) -> tuple[str, str]:
+    """Re-render the report of one run (latest by default) from ML Metadata; return
+    ``(run_id, html)``. The context comes from the run's own report artifact, when it has one."""
+    summary = run_summary.summarize(pipeline_root, run_id)
+    uri = report_artifact_uri(summary)
+    try:
+        context = RunContext.load(uri) if uri else None
+    except (OSError, ValueError, TypeError, fileio.NotFoundError):
+        context = None
+    return summary.run_id, render_summary(summary, context)
 
 
 def _run_time(run_id: str) -> str:
@@ -227,7 +286,7 @@ def _run_time(run_id: str) -> str:
 def write(pipeline_root: Path, run_id: str | None = None, out: Path | None = None) -> Path:
     """Render and write the report; default path ``<pipeline_root>/reports/<run id>/report.html``."""
     run_id, page = render(Path(pipeline_root), run_id)
-    out = Path(out) if out else run_dir(pipeline_root, run_id) / "report.html"
+    out = Path(out) if out else Path(pipeline_root) / "reports" / run_id / REPORT_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return out

@@ -1,8 +1,11 @@
-"""What one pipeline run did, read back from ML Metadata.
+"""What one pipeline run did: per component its state (complete, cached, failed) and wall
+time; per branch the rows read and rejected, the final metrics, the blessing, the push and
+the data validation anomalies.
 
-Used for the end-of-run summary (and later by reports and run history): per component
-its state (complete, cached, failed) and wall time; per branch the final metrics, the
-blessing, the push and the data validation anomalies.
+Read back from ML Metadata after a run (``summarize``: the end-of-run text, ``emotion-ai
+report`` of any run), or, inside the DAG, from the artifacts a component was given
+(``summarize_components``: the ``RunReport`` and ``TrackRun`` components). All file reads go
+through ``fileio``, so artifacts on ``gs://`` (or ``ram://``) read alike.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
+from tfx.dsl.io import fileio
 
 from emotion_ai.components import spec
 from emotion_ai.components.branches import BRANCHES
@@ -122,25 +126,34 @@ def _split_counts(statistics_uri: str) -> dict[str, int]:
     from tensorflow_metadata.proto.v0 import statistics_pb2
 
     counts = {}
-    for split in Path(statistics_uri).glob("Split-*"):
-        path = split / "FeatureStats.pb"
-        if path.exists():
-            stats = statistics_pb2.DatasetFeatureStatisticsList()
-            stats.ParseFromString(path.read_bytes())
-            counts[split.name[len("Split-"):]] = int(stats.datasets[0].num_examples) if stats.datasets else 0
+    for split, path in _split_files(statistics_uri, "FeatureStats.pb"):
+        stats = statistics_pb2.DatasetFeatureStatisticsList()
+        stats.ParseFromString(_read_bytes(path))
+        counts[split] = int(stats.datasets[0].num_examples) if stats.datasets else 0
     order = (config.TRAIN_SPLIT, config.EVAL_SPLIT, config.TEST_SPLIT)
     return dict(sorted(counts.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
 
 
+def _split_files(uri: str, name: str) -> list[tuple[str, str]]:
+    """``(split, path)`` of each ``<uri>/Split-<split>/<name>`` that exists."""
+    found = []
+    for path in sorted(fileio.glob(f"{uri.rstrip('/')}/Split-*/{name}")):
+        split_dir = path[:-len(name)].rstrip("/").rsplit("/", 1)[-1]
+        found.append((split_dir[len("Split-"):], path))
+    return found
+
+
+def _read_bytes(path: str) -> bytes:
+    with fileio.open(path, "rb") as f:
+        return f.read()
+
+
 def _anomalies(uri: str) -> dict[str, list[str]]:
     found = {}
-    for split_dir in sorted(Path(uri).glob("Split-*")):
-        path = split_dir / "SchemaDiff.pb"
-        if not path.exists():
-            continue
+    for split, path in _split_files(uri, "SchemaDiff.pb"):
         anomalies = anomalies_pb2.Anomalies()
-        anomalies.ParseFromString(path.read_bytes())
-        found[split_dir.name[len("Split-"):]] = [
+        anomalies.ParseFromString(_read_bytes(path))
+        found[split] = [
             f"{name}: {info.short_description or info.description}" for name, info in anomalies.anomaly_info.items()]
     return found
 
@@ -277,7 +290,11 @@ def summarize(pipeline_root: Path, run_id: str | None = None) -> RunSummary:
     run_id = run_id or latest_run_id(store)
     if run_id is None:
         raise KeyError(f"{pipeline_root}: no pipeline run recorded")
-    components = component_runs(store, run_id)
+    return summarize_components(run_id, component_runs(store, run_id))
+
+
+def summarize_components(run_id: str, components: list[ComponentRun]) -> RunSummary:
+    """The run's summary from its components' output artifacts (ML Metadata protos)."""
     summary = RunSummary(run_id, components, {})
     for branch in BRANCHES:
         cid = branch.component_id

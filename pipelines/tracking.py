@@ -1,29 +1,55 @@
 """MLflow tracking of pipeline runs: one parent run per pipeline run, one child run per model.
 
-Default store: embedded SQLite under the pipeline root (no server); ``MLFLOW_TRACKING_URI``
-points it elsewhere (a tracking server keeps the artifacts in its own store). Blessed, newly
-pushed models are logged with MLflow's model logging (a pyfunc around the pushed SavedModel,
-copied into the run's artifacts) and registered from ``runs:/`` as ``emotion-ai-<model>``.
+Run inside the DAG by the ``TrackRun`` component (``record_components``), from the run's
+artifacts and its report. The store: the URI the pipeline was built with, else
+``MLFLOW_TRACKING_URI``, else an embedded SQLite file under a local pipeline root; with none
+of them (a pipeline root on an object store and no server named) the run is not tracked.
+A tracking server keeps the artifacts in its own store. Blessed, newly pushed models are
+logged with MLflow's model logging (a pyfunc around the pushed SavedModel, copied into the
+run's artifacts) and registered from ``runs:/`` as ``emotion-ai-<model>``.
 """
 from __future__ import annotations
 
 import json
 import os
+import tempfile
+import urllib.parse
 from pathlib import Path
 
+from tfx.dsl.io import fileio
+
+from emotion_ai.components import repository_pusher
 from emotion_ai.components.branches import BRANCHES
-from emotion_ai.pipelines import config
+from emotion_ai.pipelines import config, run_summary
 
 
-def tracking_uri(pipeline_root: Path) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(pipeline_root).resolve() / 'mlflow.db'}"
+def tracking_uri(pipeline_root: str | Path, explicit: str | None = None) -> str | None:
+    """The store a run is tracked in, or None when none is configured (see the module)."""
+    chosen = explicit or os.environ.get("MLFLOW_TRACKING_URI")
+    if chosen:
+        return chosen
+    if repository_pusher.is_local(str(pipeline_root)):
+        return f"sqlite:///{Path(pipeline_root).resolve() / 'mlflow.db'}"
+    return None
 
 
 def registered_name(branch: str) -> str:
     return f"{config.PIPELINE_NAME}-{branch}"
 
 
-def _experiment(mlflow, pipeline_root: Path) -> str:
+def uri_is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def without_credentials(uri: str) -> str:
+    """``uri`` with any ``user:password@`` removed: what may be printed, logged or stored."""
+    parts = urllib.parse.urlsplit(uri)
+    if not parts.netloc or "@" not in parts.netloc:
+        return uri
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def _experiment(mlflow, pipeline_root: str) -> str:
     experiment = mlflow.get_experiment_by_name(config.PIPELINE_NAME)
     if experiment is not None:
         return experiment.experiment_id
@@ -33,52 +59,47 @@ def _experiment(mlflow, pipeline_root: Path) -> str:
                                     artifact_location=(Path(pipeline_root).resolve() / "mlartifacts").as_uri())
 
 
-def uri_is_server(uri: str) -> bool:
-    return uri.startswith(("http://", "https://"))
-
-
-def _history(summary, branch) -> dict[str, list[float]]:
+def _history(summary: run_summary.RunSummary, branch) -> dict[str, list[float]]:
+    """The Trainer's per-epoch history (``history.json`` in its ``model_run``)."""
     trainer = summary.component(branch.component_id("Trainer"))
     runs = trainer.outputs.get("model_run") if trainer else None
-    path = Path(runs[0].uri) / "history.json" if runs else None
-    return json.loads(path.read_text()) if path and path.exists() else {}
+    path = f"{runs[0].uri.rstrip('/')}/history.json" if runs else None
+    if not path or not fileio.exists(path):
+        return {}
+    with fileio.open(path, "r") as f:
+        return json.loads(f.read())
 
 
 def run_location(uri: str, experiment_id: str, run_id: str) -> str:
     """A link to the run for a tracking server; for a local store, how to look at it."""
+    uri = without_credentials(uri)
     if uri_is_server(uri):
         return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
     return f"mlflow ui --backend-store-uri {uri}"
 
 
-def open_run(tfx_run_id: str, profile: config.Profile, pipeline_root: Path) -> tuple[str, str]:
-    """Create the parent MLflow run of one pipeline run; return ``(run id, location)``."""
+def track(summary: run_summary.RunSummary, context, report_uri: str | None, uri: str) -> tuple[str, str]:
+    """Log one pipeline run (``context``: the report's ``RunContext``; ``report_uri``: its
+    artifact folder) into a new parent run in ``uri``; return ``(run id, location)``."""
     import mlflow
 
-    uri = tracking_uri(pipeline_root)
     mlflow.set_tracking_uri(uri)
-    experiment_id = _experiment(mlflow, pipeline_root)
-    run = mlflow.MlflowClient().create_run(experiment_id, run_name=tfx_run_id,
-                                           tags={"tfx_run_id": tfx_run_id, "profile": profile.name})
-    return run.info.run_id, run_location(uri, experiment_id, run.info.run_id)
-
-
-def track(result, profile: config.Profile, pipeline_root: Path) -> str:
-    """Log one pipeline run into the parent run ``open_run`` made; return its id."""
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri(pipeline_root))
-    summary, context = result.summary, result.context
-    with mlflow.start_run(run_id=context.mlflow_run_id) as parent:
-        experiment_id = parent.info.experiment_id
-        mlflow.log_params({"profile": profile.name, "pipeline_root": str(pipeline_root),
+    profile = config.PROFILES[context.profile]
+    experiment_id = _experiment(mlflow, context.pipeline_root)
+    with tempfile.TemporaryDirectory() as scratch, mlflow.start_run(
+            experiment_id=experiment_id, run_name=summary.run_id,
+            tags={"tfx_run_id": summary.run_id, "profile": profile.name}) as parent:
+        report = None
+        if report_uri:  # mlflow logs local files: the report may be on gs://
+            report = os.path.join(scratch, "report.html")
+            fileio.copy(f"{report_uri.rstrip('/')}/report.html", report)
+        mlflow.log_params({"profile": profile.name, "pipeline_root": context.pipeline_root,
                            "code_version": context.code_version, "model_repo": context.model_repo})
         mlflow.set_tags({f"data.{kind}": d["source"] for kind, d in context.data.items()})
         mlflow.log_metrics({f"{kind}_rows_{what}": getattr(b, f"rows_{what}")
                             for kind, b in summary.branches.items() for what in ("read", "rejected")})
-        mlflow.log_metric("wall_seconds", sum(c.seconds for c in summary.components))
-        if result.report_path:
-            mlflow.log_artifact(str(result.report_path))
+        if report:
+            mlflow.log_artifact(report)
         for branch in BRANCHES:
             b = summary.branches[branch.name]
             with mlflow.start_run(experiment_id=experiment_id, run_name=branch.name, nested=True) as child:
@@ -98,37 +119,34 @@ def track(result, profile: config.Profile, pipeline_root: Path) -> str:
                 for name, values in _history(summary, branch).items():
                     for step, value in enumerate(values):
                         mlflow.log_metric(f"train_{name}", float(value), step=step)
-                if result.report_path:
-                    mlflow.log_artifact(str(result.report_path))
+                if report:
+                    mlflow.log_artifact(report)
                 if b.pushed and not b.identical_to_version and b.pushed_to:
                     log_and_register(branch.name, b.pushed_to, child.info.run_id,
                                      {"tf_serving_version": b.pushed_version, "tfx_run_id": summary.run_id})
-        return parent.info.run_id
+        return parent.info.run_id, run_location(uri, experiment_id, parent.info.run_id)
 
 
-class PushedSavedModel:
+def _pushed_saved_model():
     """The pushed TF Serving SavedModel as an MLflow pyfunc model: ``predict`` takes a frame
     with the branch's pixel-string column and returns its ``serving_pixels`` outputs."""
+    import mlflow
 
-    @staticmethod
-    def python_model():
-        import mlflow
+    class PushedSavedModel(mlflow.pyfunc.PythonModel):
+        def load_context(self, context):
+            import tensorflow as tf
 
-        class _Model(mlflow.pyfunc.PythonModel):
-            def load_context(self, context):
-                import tensorflow as tf
+            self._model = tf.saved_model.load(context.artifacts["saved_model"])
 
-                self._model = tf.saved_model.load(context.artifacts["saved_model"])
+        def predict(self, context, model_input, params=None):
+            import tensorflow as tf
 
-            def predict(self, context, model_input, params=None):
-                import tensorflow as tf
+            column = model_input.columns[0]
+            pixels = tf.constant([str(v) for v in model_input[column]])
+            out = self._model.signatures["serving_pixels"](pixels=pixels)
+            return {k: v.numpy() for k, v in out.items()}
 
-                column = model_input.columns[0]
-                pixels = tf.constant([str(v) for v in model_input[column]])
-                out = self._model.signatures["serving_pixels"](pixels=pixels)
-                return {k: v.numpy() for k, v in out.items()}
-
-        return _Model()
+    return PushedSavedModel()
 
 
 def log_and_register(branch: str, saved_model: str, run_id: str, tags: dict[str, str]):
@@ -142,9 +160,14 @@ def log_and_register(branch: str, saved_model: str, run_id: str, tags: dict[str,
     active = mlflow.active_run()
     if active is None or active.info.run_id != run_id:
         raise RuntimeError(f"log_and_register: run {run_id} is not the active MLflow run")
-    mlflow.pyfunc.log_model(name="model", python_model=PushedSavedModel.python_model(),
-                            artifacts={"saved_model": saved_model},
-                            pip_requirements=[f"tensorflow=={_version('tensorflow')}"])
+    with tempfile.TemporaryDirectory() as scratch:
+        local = saved_model
+        if not repository_pusher.is_local(saved_model):  # mlflow copies local folders: fetch it first
+            local = os.path.join(scratch, "saved_model")
+            repository_pusher.copy_tree(saved_model, local)
+        mlflow.pyfunc.log_model(name="model", python_model=_pushed_saved_model(),
+                                artifacts={"saved_model": local},
+                                pip_requirements=[f"tensorflow=={_version('tensorflow')}"])
     return mlflow.register_model(f"runs:/{run_id}/model", registered_name(branch), tags=tags)
 
 

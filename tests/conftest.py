@@ -56,3 +56,62 @@ def first_run(workspace):
     from emotion_ai.pipelines import config, local_runner
 
     return local_runner.run(config.PROFILES["smoke"], workspace["root"], workspace["repo"], workspace["data"])
+
+
+def record_components_inputs(summary) -> dict[str, list]:
+    """What the orchestrator hands the RunReport / TrackRun executors of a finished run: every
+    recorded output of both branches, and the run's report, as TFX artifacts (from ML Metadata)."""
+    from emotion_ai.components.branches import BRANCHES
+    from emotion_ai.pipelines import record_components
+
+    def artifact(cls, mlmd):
+        found = cls()
+        found.set_mlmd_artifact(mlmd)
+        return found
+
+    inputs = {}
+    for branch in BRANCHES:
+        for kind, key, cls in record_components.RECORDED:
+            outputs = summary.component(branch.component_id(kind)).outputs[key]
+            inputs[record_components.input_key(branch.name, key)] = [artifact(cls, m) for m in outputs]
+    report = summary.component(record_components.REPORT_ID).outputs["report"]
+    inputs["report"] = [artifact(record_components.ReportArtifact, m) for m in report]
+    return inputs
+
+
+@pytest.fixture
+def beam_worker_pool(tmp_path):
+    """``emotion-ai beam-worker-pool`` in its own process on 127.0.0.1, stopped by its PID
+    (it stops its workers); yields the Beam arguments that send a pipeline's work to it, and
+    its log. Started without the project's runtime environment and with this interpreter off
+    ``PATH``, as a user's shell would: the command itself must give its workers both."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from emotion_ai.pipelines import beam_workers
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log_path = tmp_path / "worker_pool.log"
+    venv_bin = os.path.dirname(sys.executable)
+    env = {k: v for k, v in os.environ.items() if k not in config.RUNTIME_ENVIRONMENT}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
+    with open(log_path, "w") as log:
+        pool = subprocess.Popen([sys.executable, "-m", "emotion_ai.pipelines.cli", "beam-worker-pool", "--port",
+                                 str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 90
+        while "Beam worker pool on" not in log_path.read_text():
+            if pool.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the Beam worker pool did not start: {log_path.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield {"args": beam_workers.beam_args("127.0.0.1", port), "log": log_path}
+    finally:
+        pool.terminate()
+        try:
+            pool.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pool.kill()

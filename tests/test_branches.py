@@ -97,12 +97,15 @@ def _face(value: int) -> str:
 
 def test_the_pipeline_gets_nine_components_for_the_new_branch(toy, tmp_path):
     from emotion_ai.pipelines.pipeline import create_pipeline
+    from emotion_ai.pipelines.record_components import RECORDED
 
     inputs = {b.name: str(tmp_path / b.name) for b in branches.BRANCHES}
     pipeline = create_pipeline(pipeline_root=str(tmp_path / "root"), inputs=inputs, model_repo=str(tmp_path / "repo"),
                                profile=config.PROFILES["smoke"])
     ids = {c.id for c in pipeline.components}
-    assert len(ids) == 9 * 3
+    assert len(ids) == 9 * 3 + 2  # and the run's report and tracking, over every branch
+    report_inputs = next(c for c in pipeline.components if c.id == "RunReport").inputs
+    assert {k for k in report_inputs if k.startswith("toy_")} == {f"toy_{key}" for _, key, _ in RECORDED}
     toy_ids = {i for i in ids if i.endswith("_toy")}
     assert len(toy_ids) == 9
     by_id = {c.id: c for c in pipeline.components}

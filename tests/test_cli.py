@@ -35,10 +35,16 @@ def _cli(*args, timeout=600):
 
 
 @pytest.mark.e2e
-def test_a_manual_run_is_quiet_shows_progress_is_recorded_and_holds_the_lock(tiny_data, tmp_path):
+def test_a_manual_run_on_a_beam_worker_pool_is_quiet_shows_progress_is_recorded_and_holds_the_lock(
+        tiny_data, tmp_path, beam_worker_pool):
     """`emotion-ai run` as a person sees it: progress lines and the summary on the console,
     the thousands of TFX/Beam/TensorFlow lines in a log file; the run is in `runs`; and a
-    second run while the lock is held fails at once with one line."""
+    second run while the lock is held fails at once with one line.
+
+    Its Beam work goes through `--beam-arg` to a worker pool in another process
+    (PortableRunner, EXTERNAL environment), as on Flink or Spark: each Beam job of the run
+    (ExampleGen, StatisticsGen, Transform, the Evaluators with their custom metrics) runs in
+    a worker that imports the project's modules itself."""
     import shutil
 
     from filelock import FileLock
@@ -48,11 +54,15 @@ def test_a_manual_run_is_quiet_shows_progress_is_recorded_and_holds_the_lock(tin
     data, root = tmp_path / "data", tmp_path / "root"
     shutil.copytree(tiny_data["dir"], data)
     done = _cli("run", "--profile", "smoke", "--data-dir", str(data), "--pipeline-root", str(root),
-                "--model-repo", str(tmp_path / "repo"))
+                "--model-repo", str(tmp_path / "repo"), *(f"--beam-arg={a}" for a in beam_worker_pool["args"]),
+                timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    workers = beam_worker_pool["log"].read_text().count("starting worker")
+    # one worker per Beam job: 2 ExampleGens, 2 StatisticsGens, 2 Transforms, 2 Evaluators
+    assert workers >= 8, beam_worker_pool["log"].read_text()[-3000:]
     console = done.stdout.splitlines() + done.stderr.splitlines()
     assert len(console) < 150, "\n".join(console)
-    assert any(line.startswith("[18/18] ") for line in console)
+    assert any(line.startswith("[20/20] TrackRun done") for line in console)
     assert any("Trainer_keypoints done in" in line for line in console)
     assert "gate: BLESSED (Evaluator on the test split" in done.stdout
     logs = list((root / "logs").glob("run-*.log"))

@@ -10,6 +10,7 @@ from emotion_ai.pipelines.cli import main
 
 BRANCH_CHAIN = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
                 "ServedModel", "Evaluator", "Pusher"]
+RECORD = ["RunReport", "TrackRun"]  # after both branches
 
 
 def test_compiled_spec_is_a_bare_pipeline_spec_kfp_loads_with_both_branches_on_the_image(tmp_path):
@@ -20,7 +21,8 @@ def test_compiled_spec_is_a_bare_pipeline_spec_kfp_loads_with_both_branches_on_t
     result = CliRunner().invoke(main, ["compile-kubeflow", "--out", str(out), "--image", "registry.example/emotion:1.2",
                                        "--pipeline-root", "gs://bucket/root", "--profile", "smoke",
                                        "--beam-arg", "--runner=DataflowRunner", "--trainer-cpu", "4",
-                                       "--trainer-memory", "16G", "--trainer-gpus", "1"])
+                                       "--trainer-memory", "16G", "--trainer-gpus", "1",
+                                       "--tracking-uri", "http://mlflow.mlflow:5000"])
     assert result.exit_code == 0, result.output
     spec = yaml.safe_load(out.read_text())
     assert spec["schemaVersion"] == "2.1.0" and "pipelineInfo" in spec and "runtimeConfig" not in spec
@@ -28,7 +30,7 @@ def test_compiled_spec_is_a_bare_pipeline_spec_kfp_loads_with_both_branches_on_t
     loaded = components.load_component_from_file(str(out))  # kfp's own loader
     assert set(loaded.pipeline_spec.root.dag.tasks) == set(spec["root"]["dag"]["tasks"])
     tasks = spec["root"]["dag"]["tasks"]
-    assert len(tasks) == len(BRANCH_CHAIN) * len(BRANCHES)
+    assert len(tasks) == len(BRANCH_CHAIN) * len(BRANCHES) + len(RECORD)
     executors = spec["deploymentSpec"]["executors"]
     assert not [name for name, e in executors.items() if set(e) - {"container"}], "only container tasks"
     assert {e["container"]["image"] for e in executors.values()} == {"registry.example/emotion:1.2"}
@@ -49,6 +51,13 @@ def test_compiled_spec_is_a_bare_pipeline_spec_kfp_loads_with_both_branches_on_t
         assert resources["resourceMemoryLimit"] == "16G" and resources["memoryLimit"] == 16.0
         assert resources["accelerator"]["type"] == "nvidia.com/gpu" and resources["accelerator"]["count"] == "1"
     assert "--runner=DataflowRunner" in out.read_text()
+    # The report and the tracking run inside the DAG, after both Pushers, never from KFP's cache.
+    deps = {k: set(v.get("dependentTasks", [])) for k, v in tasks.items()}
+    assert deps["RunReport"] >= {f"Pusher_{b.name}" for b in BRANCHES} and deps["TrackRun"] >= {"RunReport"}
+    for name in RECORD:
+        assert tasks[name]["cachingOptions"] == {"enableCache": False}, name
+    tracking = {k: v["runtimeValue"]["constant"] for k, v in tasks["TrackRun"]["inputs"]["parameters"].items()}
+    assert tracking["tracking_uri"] == "http://mlflow.mlflow:5000"
 
 
 def test_the_default_image_is_tagged_with_the_checkout_not_latest(tmp_path):

@@ -7,6 +7,7 @@ folder standing in for the bucket.
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -60,6 +61,16 @@ def test_the_compiled_spec_runs_task_by_task_until_both_models_are_pushed(tiny_d
         assert (repo / branch.name / version / "saved_model.pb").is_file()
         assert (root / "run-1" / cid("Evaluator") / "evaluation").is_dir()
     assert (repo / "models.config").is_file()
+    # The record of the run, made inside the DAG as on the local runner.
+    report = Path(results["RunReport"].artifacts["report"][0]["uri"])
+    assert "<h2>Thresholds" in (report / "report.html").read_text()
+    figures = json.loads((report / "summary.json").read_text())
+    assert {n: b["pushed_version"] for n, b in figures["branches"].items()} == {
+        b.name: results[b.component_id("Pusher")].artifacts["pushed_model"][0]["metadata"]["pushed_version"]
+        for b in BRANCHES}
+    assert figures["branches"]["emotion"]["rows_rejected"] == 1 and figures["context"]["pipeline_root"] == str(root)
+    tracked = results["TrackRun"].artifacts["mlflow_run"][0]["metadata"]
+    assert tracked["tracked"] == 1 and (root / "mlflow.db").is_file(), tracked
 
     # The next run's baseline is the version the repository now serves.
     again = kfp_local.LocalRun(spec, "run-2", kfp_local.environment(), cwd=tmp_path)

@@ -15,6 +15,7 @@ order (``pytest $(pytest --collect-only -q tests/test_pipeline.py | grep :: | ta
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -136,6 +137,12 @@ def test_second_run_on_unchanged_data_is_cached_and_pushes_nothing(second_run, f
         assert branch.identical_to_version == first_run.summary.branches[name].pushed_version
         assert _versions(workspace["repo"], name) == [first_run.summary.branches[name].pushed_version]
     assert "nothing new" in local_runner.format_summary(second_run)
+    # The record of a run is never taken from the cache: this run's own report and MLflow run.
+    for node in ("RunReport", "TrackRun"):
+        assert states[node] == "complete", (node, states)
+    assert second_run.context.run_id == second_run.summary.run_id != first_run.summary.run_id
+    assert second_run.report_path != first_run.report_path
+    assert second_run.mlflow_run_id and second_run.mlflow_run_id != first_run.mlflow_run_id
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +221,15 @@ def test_report_renders_in_a_browser_with_every_image_and_the_gates(first_run, t
 
     report = first_run.report_path
     assert report is not None and report.exists()
-    assert report.parent.name == first_run.summary.run_id and report.parent.parent.name == "reports"
+    # Written inside the DAG: the RunReport component's artifact, beside its context and figures.
+    (artifact,) = first_run.summary.component("RunReport").outputs["report"]
+    assert report.parent == Path(artifact.uri)
+    figures = json.loads((report.parent / "summary.json").read_text())
+    assert figures["run_id"] == figures["context"]["run_id"] == first_run.summary.run_id
+    for name, b in first_run.summary.branches.items():
+        assert figures["branches"][name]["pushed_version"] == b.pushed_version
+        assert figures["branches"][name]["rows_rejected"] == b.rows_rejected
+    assert figures["branches"]["emotion"]["rows_staged"] == first_run.summary.branches["emotion"].rows_read - 2
     text = report.read_text()
     assert "http://" not in text and "https://" not in text, "self-contained: no network"
     for section in ("<h2>Thresholds", "<h2>Expressions", 'alt="confusion matrix"',
@@ -236,6 +251,7 @@ def test_mlflow_tracks_the_run_models_and_registry(first_run, workspace):
 
     from emotion_ai.pipelines import tracking
 
+    assert first_run.summary.component("TrackRun").state == "complete"  # tracked inside the DAG
     mlflow.set_tracking_uri(tracking.tracking_uri(workspace["root"]))
     client = MlflowClient()
     parent = client.get_run(first_run.mlflow_run_id)

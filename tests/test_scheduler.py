@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import time
 
 import pytest
@@ -11,25 +10,27 @@ from emotion_ai.pipelines import config, local_runner, scheduler
 
 
 @pytest.mark.e2e
-def test_two_smoke_runs_on_second_ticks_never_overlap_and_are_recorded(tiny_data, tmp_path):
-    data = tmp_path / "data"
-    shutil.copytree(tiny_data["dir"], data)
-    root, repo = tmp_path / "root", tmp_path / "repo"
-
+def test_two_smoke_runs_on_second_ticks_never_overlap_and_are_recorded(first_run, workspace):
+    """Two scheduled runs of the whole pipeline on the first run's root and data: nothing
+    new to push, but each is a run of its own (its own report) and a tick that falls during
+    a run is skipped."""
     def run():
-        return local_runner.run(config.PROFILES["smoke"], root, repo, data)
+        return local_runner.run(config.PROFILES["smoke"], workspace["root"], workspace["repo"], workspace["data"])
 
-    entries = scheduler.schedule("* * * * * */5", root, run, max_runs=2)
-    history = scheduler.read_history(root)
+    entries = scheduler.schedule("* * * * * */5", workspace["root"], run, max_runs=2)
+    history = scheduler.read_history(workspace["root"])
     assert history == entries
     done = [e for e in history if e["status"] == "succeeded"]
     assert len(done) == 2
     assert any(e["status"] == "skipped" for e in history), "a tick during a run is skipped"
     first, second = (dt.datetime.fromisoformat(e["start"]) for e in done)
     assert dt.datetime.fromisoformat(done[0]["end"]) <= second, "runs do not overlap"
-    assert done[0]["models"]["emotion"]["pushed"] is True
-    assert done[1]["models"]["emotion"]["pushed"] is False  # unchanged data: nothing new
-    assert done[1]["report"].endswith("report.html")
+    for entry in done:  # unchanged data: nothing new
+        for name, b in first_run.summary.branches.items():
+            assert entry["models"][name] == {"blessed": True, "pushed": False, "version": b.pushed_version}
+        assert entry["report"].endswith("report.html") and entry["profile"] == "smoke"
+    assert len({e["run_id"] for e in done} | {first_run.summary.run_id}) == 3
+    assert done[0]["report"] != done[1]["report"] != str(first_run.report_path)
 
 
 def test_a_failing_run_is_recorded_and_the_scheduler_goes_on(tmp_path):

@@ -1,8 +1,8 @@
 """MLflow tracking against a real ``mlflow server`` on 127.0.0.1, as a team's shared server."""
 from __future__ import annotations
 
-import copy
-import dataclasses
+import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,10 +12,11 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import record_components_inputs
 
 from emotion_ai.components import spec
 from emotion_ai.components.branches import BRANCHES
-from emotion_ai.pipelines import config, tracking
+from emotion_ai.pipelines import config, record_components, tracking
 
 
 def _free_port() -> int:
@@ -57,25 +58,37 @@ def mlflow_server(tmp_path):
         log.close()
 
 
-def test_a_run_is_tracked_and_its_models_registered_on_a_real_mlflow_server(first_run, mlflow_server, monkeypatch):
+def _track(first_run, tracking_uri: str, report_uri: str | None = None):
+    """The TrackRun component's executor on the first run's artifacts (read from ML
+    Metadata, as the orchestrator hands them in); returns its ``mlflow_run`` output."""
+    inputs = record_components_inputs(first_run.summary)
+    if report_uri:
+        inputs["report"][0].uri = report_uri
+    out = record_components.MlflowRunArtifact()
+    out.uri = str(first_run.pipeline_root / "test-tracking")
+    record_components.TrackingExecutor().Do(inputs, {"mlflow_run": [out]},
+                                            {"tracking_uri": tracking_uri, "run_key": "test"})
+    return out
+
+
+def test_a_run_is_tracked_and_its_models_registered_on_a_real_mlflow_server(first_run, mlflow_server):
     """The models are logged with MLflow's own model logging into the server's artifact store
     and registered from ``runs:/``, which a server accepts (a ``file://`` source is refused);
     a registered version loads and answers through MLflow alone."""
     import mlflow
 
     url, artifact_store = mlflow_server
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-    smoke = config.PROFILES["smoke"]
-    result = copy.copy(first_run)
-    result.context = dataclasses.replace(first_run.context)
-    result.context.mlflow_run_id, location = tracking.open_run(first_run.summary.run_id, smoke,
-                                                               first_run.pipeline_root)
-    assert location == f"{url}/#/experiments/{mlflow.get_experiment_by_name(config.PIPELINE_NAME).experiment_id}" \
-                       f"/runs/{result.context.mlflow_run_id}"
-    tracking.track(result, smoke, first_run.pipeline_root)
-
+    out = _track(first_run, url)
+    assert out.get_int_custom_property("tracked") == 1, out.get_string_custom_property("reason")
+    run_id = out.get_string_custom_property("mlflow_run_id")
+    experiment = mlflow.MlflowClient(url).get_experiment_by_name(config.PIPELINE_NAME).experiment_id
+    assert out.get_string_custom_property("location") == f"{url}/#/experiments/{experiment}/runs/{run_id}"
+    result = first_run
     client = mlflow.MlflowClient(url)
-    assert client.get_run(result.context.mlflow_run_id).data.tags["tfx_run_id"] == first_run.summary.run_id
+    run = client.get_run(run_id)
+    assert run.data.tags["tfx_run_id"] == first_run.summary.run_id
+    assert "report.html" in [a.path for a in client.list_artifacts(run_id)]
+    del result
     for branch in BRANCHES:
         pushed = first_run.summary.branches[branch.name].pushed_version
         (version,) = client.search_model_versions(f"name = '{tracking.registered_name(branch.name)}'")
@@ -90,3 +103,23 @@ def test_a_run_is_tracked_and_its_models_registered_on_a_real_mlflow_server(firs
     probabilities = np.asarray(out[spec.EMOTION_OUTPUT])
     assert probabilities.shape == (2, len(spec.EMOTION_CLASSES))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_tracking_never_fails_a_run_that_pushed(first_run, tmp_path, monkeypatch):
+    """No store configured (a pipeline root on an object store, no URI): one log line and the
+    reason on the output; an unreachable server: a warning and the reason, not an error."""
+    report = tmp_path / "report"
+    shutil.copytree(first_run.report_path.parent, report)
+    context = json.loads((report / "context.json").read_text())
+    (report / "context.json").write_text(json.dumps({**context, "pipeline_root": "gs://bucket/emotion-ai"}))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = _track(first_run, "", str(report))
+    assert out.get_int_custom_property("tracked") == 0
+    assert "no tracking store configured" in out.get_string_custom_property("reason")
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    out = _track(first_run, f"http://user:secret@127.0.0.1:{_free_port()}")  # nothing listens there
+    assert out.get_int_custom_property("tracked") == 0
+    reason = out.get_string_custom_property("reason")
+    assert reason.startswith("tracking failed") and "secret" not in reason, reason
