@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+from google.protobuf import json_format
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import anomalies_pb2
@@ -97,7 +98,12 @@ def _custom(artifact: metadata_store_pb2.Artifact, key: str):
     if key not in artifact.custom_properties:
         return None
     value = artifact.custom_properties[key]
-    return getattr(value, value.WhichOneof("value"))
+    kind = value.WhichOneof("value")
+    if kind == "struct_value":  # a property that came through KFP's executor input: JSON, numbers as floats
+        decoded = json_format.MessageToDict(value.struct_value)
+        decoded = decoded.get("__value__", decoded)  # how TFX wraps a JSON value that is not an object
+        return int(decoded) if isinstance(decoded, float) and decoded.is_integer() else decoded
+    return getattr(value, kind)
 
 
 def component_runs(store, run_id: str) -> list[ComponentRun]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
-import urllib.parse
 from pathlib import Path
 
 from tfx.dsl.io import fileio
@@ -41,12 +41,10 @@ def uri_is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
-def without_credentials(uri: str) -> str:
-    """``uri`` with any ``user:password@`` removed: what may be printed, logged or stored."""
-    parts = urllib.parse.urlsplit(uri)
-    if not parts.netloc or "@" not in parts.netloc:
-        return uri
-    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+def without_credentials(text: str) -> str:
+    """``text`` (a URI, or an error message quoting one) with every ``user:password@`` of a
+    URL removed: what may be printed, logged or stored."""
+    return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@", r"\1", text)
 
 
 def _experiment(mlflow, pipeline_root: str) -> str:

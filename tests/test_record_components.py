@@ -47,3 +47,30 @@ def test_the_report_step_reads_and_writes_artifacts_on_ram(first_run):
         assert (mine["rows_read"], mine["rows_rejected"]) == (b.rows_read, b.rows_rejected)
         assert mine["evaluation"]["candidate"] == b.evaluation.candidate, "the same figures, read from ram://"
         assert mine["model_uri"].startswith(bucket)
+
+
+def test_properties_handed_in_by_kfp_read_as_they_do_locally():
+    """KFP hands an upstream task's output metadata to the next task as JSON (TFX turns it
+    into struct properties, numbers as floats): the summary reads the same counts, versions
+    and reasons as from a local run's ML Metadata."""
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
+
+    from emotion_ai.pipelines import run_summary
+
+    executor_input = json_format.ParseDict({"inputs": {"artifacts": {"examples": {"artifacts": [{
+        "name": "local/run/CsvExampleGen_emotion/examples/1", "uri": "/tmp/examples",
+        "type": {"schemaTitle": "tfx.Examples"},
+        "metadata": {"rows_read": 122, "rows_rejected": 1, "rejected_reasons": '{"emotion": 1}',
+                     "sources": '["data/emotion.csv"]', "served_version": 1796209978}}]}}}},
+        pipeline_spec_pb2.ExecutorInput())
+    (examples,) = kubeflow_v2_entrypoint_utils.parse_raw_artifact_dict(executor_input.inputs.artifacts)["examples"]
+    mlmd = examples.mlmd_artifact
+    assert mlmd.custom_properties["rows_read"].WhichOneof("value") == "struct_value", "precondition: JSON"
+    data = run_summary._data(mlmd)
+    assert data["rows_read"] == 122 and data["rows_rejected"] == 1
+    assert data["rejected_reasons"] == {"emotion": 1} and data["sources"] == ["data/emotion.csv"]
+    assert data["rejected_rows"] == "/tmp/examples/rejected_rows.csv"
+    version = run_summary._custom(mlmd, "served_version")
+    assert version == 1796209978 and str(version) == "1796209978"
