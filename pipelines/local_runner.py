@@ -49,12 +49,12 @@ def _record(summary: run_summary.RunSummary) -> dict:
     tracked = summary.component(record_components.TRACKING_ID)
     runs = tracked.outputs.get("mlflow_run") if tracked else None
     if runs:
-        props = runs[0].custom_properties
-        if props["tracked"].int_value if "tracked" in props else False:
-            found["mlflow_run_id"] = props["mlflow_run_id"].string_value
-            found["mlflow_location"] = props["location"].string_value
+        tracked = runs[0]
+        if run_summary.custom_property(tracked, "tracked"):
+            found["mlflow_run_id"] = run_summary.custom_property(tracked, "mlflow_run_id")
+            found["mlflow_location"] = run_summary.custom_property(tracked, "location")
         else:
-            found["untracked_reason"] = props["reason"].string_value if "reason" in props else "unknown"
+            found["untracked_reason"] = run_summary.custom_property(tracked, "reason") or "unknown"
     return found
 
 
@@ -133,12 +133,18 @@ def run(profile: config.Profile, pipeline_root: Path, model_repo: Path, data_dir
         raise
     finally:
         absl_log.removeHandler(watcher)
-    summary = run_summary.summarize(pipeline_root)
-    for name, b in summary.branches.items():
+    result = finished(pipeline_root, inputs)
+    for name, b in result.summary.branches.items():
         say(f"  {name}: {b.rows_read} rows read, {b.rows_rejected} rejected")
-    result = RunResult(summary, inputs, pipeline_root, **_record(summary))
     log.info("evaluation report: %s", result.report_path)
     return result
+
+
+def finished(pipeline_root: Path, inputs: dict[str, BranchInput], run_id: str | None = None) -> RunResult:
+    """A finished run (the newest, by default) as ML Metadata records it: its summary, and
+    what its RunReport and TrackRun steps produced."""
+    summary = run_summary.summarize(Path(pipeline_root), run_id)
+    return RunResult(summary, inputs, Path(pipeline_root), **_record(summary))
 
 
 def _num(value) -> str:

@@ -14,13 +14,11 @@ fresh ``run_key`` per build, the Kubeflow compilation turns caching off for thei
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Mapping
 
 from absl import logging
 from tfx import types
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
-from tfx.dsl.io import fileio
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 from tfx.types.experimental import simple_artifacts
@@ -32,10 +30,9 @@ from emotion_ai.pipelines import report, run_summary, tracking
 # only when its name is a one-dot import path, and the container entry point imports it.
 # The report: a folder with ``report.html``, ``context.json`` and ``summary.json``.
 ReportArtifact = simple_artifacts.File
-# Where a run was tracked: ``mlflow_run.json`` and the custom properties ``tracked`` (1/0),
-# ``mlflow_run_id``, ``location`` and, when it was not tracked, ``reason``.
+# Where a run was tracked: the custom properties ``tracked`` (1/0), ``mlflow_run_id``,
+# ``location`` and, when it was not tracked, ``reason`` (no file: the run is in MLflow).
 MlflowRunArtifact = simple_artifacts.File
-MLFLOW_RUN_FILE = "mlflow_run.json"
 
 
 # What each branch hands on to the record: (component kind, output key, artifact type).
@@ -115,20 +112,13 @@ class TrackingExecutor(base_executor.BaseExecutor):
         out.set_int_custom_property("tracked", 1)
         out.set_string_custom_property("mlflow_run_id", run_id)
         out.set_string_custom_property("location", location)
-        _write(out, {"tracked": True, "mlflow_run_id": run_id, "location": location})
         logging.info("MLflow run %s (%s)", run_id, location)
 
 
 def _untracked(out, reason: str) -> None:
     out.set_int_custom_property("tracked", 0)
     out.set_string_custom_property("reason", reason)
-    _write(out, {"tracked": False, "reason": reason})
 
-
-def _write(out, record: dict) -> None:
-    fileio.makedirs(out.uri)
-    with fileio.open(f"{out.uri.rstrip('/')}/{MLFLOW_RUN_FILE}", "w") as f:
-        f.write(json.dumps(record, indent=1))
 
 
 def _component(name: str, executor, parameters: dict, inputs: dict, outputs: dict, doc: str):

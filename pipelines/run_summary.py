@@ -94,7 +94,7 @@ def latest_run_id(store: metadata_store.MetadataStore) -> str | None:
     return max(runs, key=lambda c: (c.create_time_since_epoch, c.name)).name if runs else None
 
 
-def _custom(artifact: metadata_store_pb2.Artifact, key: str):
+def custom_property(artifact: metadata_store_pb2.Artifact, key: str):
     if key not in artifact.custom_properties:
         return None
     value = artifact.custom_properties[key]
@@ -196,11 +196,11 @@ class Evaluation:
 
 def _data(examples) -> dict:
     """Counts, reasons and files the validating ExampleGen recorded on its examples."""
-    rejected = _custom(examples, "rows_rejected") or 0
-    return {"rows_read": int(_custom(examples, "rows_read") or 0), "rows_rejected": int(rejected),
+    rejected = custom_property(examples, "rows_rejected") or 0
+    return {"rows_read": int(custom_property(examples, "rows_read") or 0), "rows_rejected": int(rejected),
             "rejected_rows": f"{examples.uri}/{spec.REJECTED_ROWS_FILE}" if rejected else None,
-            "rejected_reasons": json.loads(_custom(examples, "rejected_reasons") or "{}"),
-            "sources": json.loads(_custom(examples, "sources") or "[]")}
+            "rejected_reasons": json.loads(custom_property(examples, "rejected_reasons") or "{}"),
+            "sources": json.loads(custom_property(examples, "sources") or "[]")}
 
 
 def _value(kv) -> float | None:
@@ -309,12 +309,12 @@ def summarize_components(run_id: str, components: list[ComponentRun]) -> RunSumm
         if evaluator and evaluator.outputs.get("evaluation"):
             evaluation = read_evaluation(evaluator.outputs["evaluation"][0].uri)
             blessing = evaluator.outputs.get("blessing")
-            blessed = bool(_custom(blessing[0], "blessed")) if blessing else None
+            blessed = bool(custom_property(blessing[0], "blessed")) if blessing else None
             served = summary.component(cid("ServedModel"))
             baseline = served.outputs.get("baseline", [None])[0] if served else None
             if baseline is not None and evaluation.baseline:
-                evaluation.baseline_model_uri = _custom(baseline, spec.SERVED_FROM)
-                version = _custom(baseline, spec.SERVED_VERSION)
+                evaluation.baseline_model_uri = custom_property(baseline, spec.SERVED_FROM)
+                version = custom_property(baseline, spec.SERVED_VERSION)
                 evaluation.baseline_version = str(version) if version else None
         pusher = summary.component(cid("Pusher"))
         pushed_model = pusher.outputs.get("pushed_model", [None])[0] if pusher else None
@@ -330,13 +330,13 @@ def summarize_components(run_id: str, components: list[ComponentRun]) -> RunSumm
         data = _data(examples) if examples is not None else {}
         summary.branches[branch.name] = BranchSummary(
             name=branch.name, evaluation=evaluation, blessed=blessed,
-            pushed=bool(pushed_model and _custom(pushed_model, "pushed")),
-            pushed_to=_custom(pushed_model, "pushed_destination") if pushed_model else None,
-            pushed_version=_custom(pushed_model, "pushed_version") if pushed_model else None,
-            identical_to_version=_custom(pushed_model, "identical_to_version") if pushed_model else None,
+            pushed=bool(pushed_model and custom_property(pushed_model, "pushed")),
+            pushed_to=custom_property(pushed_model, "pushed_destination") if pushed_model else None,
+            pushed_version=custom_property(pushed_model, "pushed_version") if pushed_model else None,
+            identical_to_version=custom_property(pushed_model, "identical_to_version") if pushed_model else None,
             anomalies=anomalies,
             split_counts=counts,
-            push_refused=_custom(pushed_model, "push_refused") if pushed_model else None,
+            push_refused=custom_property(pushed_model, "push_refused") if pushed_model else None,
             model_uri=os.path.join(model.uri, "Format-Serving") if model else None,
             **data,
         )

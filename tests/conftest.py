@@ -1,6 +1,7 @@
 """Shared fixtures: tiny generated datasets and one session-wide pipeline run."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 
@@ -17,7 +18,7 @@ TINY_KEYPOINT_ROWS = 80
 TINY_EMOTION_ROWS = 120
 
 
-E2E_FIXTURES = {"first_run", "workspace"}  # a test using these runs (or serves) the whole pipeline
+E2E_FIXTURES = {"first_run", "first_run_cli", "workspace"}  # a test using these runs (or serves) the whole pipeline
 
 
 def pytest_collection_modifyitems(items):
@@ -50,12 +51,41 @@ def workspace(tiny_data, tmp_path_factory):
     return {"data": data_dir, "root": root / "root", "repo": root / "repo"}
 
 
-@pytest.fixture(scope="session")
-def first_run(workspace):
-    """One smoke-profile run of the whole pipeline; its pushed models serve the serving tests."""
-    from emotion_ai.pipelines import config, local_runner
+def cli(*args, timeout: float = 600, env: dict | None = None):
+    """``emotion-ai ARGS`` in its own process, as a person types it; its completed process."""
+    import subprocess
+    import sys
 
-    return local_runner.run(config.PROFILES["smoke"], workspace["root"], workspace["repo"], workspace["data"])
+    return subprocess.run([sys.executable, "-m", "emotion_ai.pipelines.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=dict(env or os.environ, PYTHONUNBUFFERED="1"))
+
+
+@pytest.fixture(scope="session")
+def first_run_cli(workspace, tmp_path_factory):
+    """One smoke-profile run of the whole pipeline, started as a person starts it:
+    ``emotion-ai run`` in its own process, with its Beam work sent through ``--beam-arg`` to
+    a Beam worker pool in another process (PortableRunner, EXTERNAL environment, as on Flink
+    or Spark), so each Beam job (ExampleGen, StatisticsGen, Transform, the Evaluators with
+    their custom metrics) runs in a worker that imports the project's modules itself.
+    Returns the finished process, the pool's log and the run as ``local_runner`` reads it
+    back from ML Metadata."""
+    from emotion_ai.pipelines import local_runner
+
+    with beam_worker_pool(tmp_path_factory.mktemp("beam_pool")) as pool:
+        done = cli("run", "--profile", "smoke", "--data-dir", str(workspace["data"]),
+                   "--pipeline-root", str(workspace["root"]), "--model-repo", str(workspace["repo"]),
+                   *(f"--beam-arg={a}" for a in pool["args"]), timeout=1500)
+        pool_log = pool["log"].read_text()
+    if done.returncode:
+        pytest.fail(f"the first run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    inputs = local_runner.resolve_inputs(workspace["data"], None, config.PROFILES["smoke"])
+    return {"process": done, "pool_log": pool_log, "result": local_runner.finished(workspace["root"], inputs)}
+
+
+@pytest.fixture(scope="session")
+def first_run(first_run_cli):
+    """The first run (see ``first_run_cli``); its pushed models serve the serving tests."""
+    return first_run_cli["result"]
 
 
 def record_components_inputs(summary) -> dict[str, list]:
@@ -79,8 +109,8 @@ def record_components_inputs(summary) -> dict[str, list]:
     return inputs
 
 
-@pytest.fixture
-def beam_worker_pool(tmp_path):
+@contextlib.contextmanager
+def beam_worker_pool(folder):
     """``emotion-ai beam-worker-pool`` in its own process on 127.0.0.1, stopped by its PID
     (it stops its workers); yields the Beam arguments that send a pipeline's work to it, and
     its log. Started without the project's runtime environment and with this interpreter off
@@ -95,7 +125,7 @@ def beam_worker_pool(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    log_path = tmp_path / "worker_pool.log"
+    log_path = folder / "worker_pool.log"
     venv_bin = os.path.dirname(sys.executable)
     env = {k: v for k, v in os.environ.items() if k not in config.RUNTIME_ENVIRONMENT}
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
@@ -110,8 +140,15 @@ def beam_worker_pool(tmp_path):
             time.sleep(0.5)
         yield {"args": beam_workers.beam_args("127.0.0.1", port), "log": log_path}
     finally:
-        pool.terminate()
-        try:
-            pool.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            pool.kill()
+        stop(pool, timeout=60)
+
+
+def stop(process, timeout: float = 30) -> None:
+    """Stop a process a test started, by its PID: SIGTERM, then SIGKILL after ``timeout``."""
+    import subprocess
+
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()

@@ -72,5 +72,5 @@ def test_properties_handed_in_by_kfp_read_as_they_do_locally():
     assert data["rows_read"] == 122 and data["rows_rejected"] == 1
     assert data["rejected_reasons"] == {"emotion": 1} and data["sources"] == ["data/emotion.csv"]
     assert data["rejected_rows"] == "/tmp/examples/rejected_rows.csv"
-    version = run_summary._custom(mlmd, "served_version")
+    version = run_summary.custom_property(mlmd, "served_version")
     assert version == 1796209978 and str(version) == "1796209978"

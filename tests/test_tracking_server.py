@@ -12,7 +12,7 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import record_components_inputs
+from conftest import record_components_inputs, stop
 
 from emotion_ai.components import spec
 from emotion_ai.components.branches import BRANCHES
@@ -50,11 +50,7 @@ def mlflow_server(tmp_path):
             time.sleep(0.5)
         yield url, tmp_path / "server-artifacts"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
         log.close()
 
 
