@@ -61,25 +61,20 @@ def cli(*args, timeout: float = 600, env: dict | None = None):
 
 
 @pytest.fixture(scope="session")
-def first_run_cli(workspace, tmp_path_factory):
+def first_run_cli(workspace):
     """One smoke-profile run of the whole pipeline, started as a person starts it:
-    ``emotion-ai run`` in its own process, with its Beam work sent through ``--beam-arg`` to
-    a Beam worker pool in another process (PortableRunner, EXTERNAL environment, as on Flink
-    or Spark), so each Beam job (ExampleGen, StatisticsGen, Transform, the Evaluators with
-    their custom metrics) runs in a worker that imports the project's modules itself.
-    Returns the finished process, the pool's log and the run as ``local_runner`` reads it
-    back from ML Metadata."""
+    ``emotion-ai run`` in its own process, with the default (in-process) Beam runner, as
+    ``make run``. The later runs on this root, in-process through ``local_runner.run``, use
+    the same Beam arguments: TFX keys its cache on them. Returns the finished process and
+    the run as ``local_runner`` reads it back from ML Metadata."""
     from emotion_ai.pipelines import local_runner
 
-    with beam_worker_pool(tmp_path_factory.mktemp("beam_pool")) as pool:
-        done = cli("run", "--profile", "smoke", "--data-dir", str(workspace["data"]),
-                   "--pipeline-root", str(workspace["root"]), "--model-repo", str(workspace["repo"]),
-                   *(f"--beam-arg={a}" for a in pool["args"]), timeout=1500)
-        pool_log = pool["log"].read_text()
+    done = cli("run", "--profile", "smoke", "--data-dir", str(workspace["data"]),
+               "--pipeline-root", str(workspace["root"]), "--model-repo", str(workspace["repo"]), timeout=1500)
     if done.returncode:
         pytest.fail(f"the first run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     inputs = local_runner.resolve_inputs(workspace["data"], None, config.PROFILES["smoke"])
-    return {"process": done, "pool_log": pool_log, "result": local_runner.finished(workspace["root"], inputs)}
+    return {"process": done, "result": local_runner.finished(workspace["root"], inputs)}
 
 
 @pytest.fixture(scope="session")

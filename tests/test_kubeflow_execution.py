@@ -6,6 +6,10 @@ and arguments the spec names, with a KFP ``ExecutorInput`` and the pipeline root
 folder standing in for the bucket. The first run's tasks start from warm interpreters (forked
 after TFX's imports, see ``kfp_local``: 24 fresh starts would cost about 8 minutes); the
 second run's tasks each start a fresh ``python``, as in a pod.
+
+The spec is compiled with ``--beam-arg`` sending every Beam job to an ``emotion-ai
+beam-worker-pool`` in another process (PortableRunner, EXTERNAL environment), as a Flink or
+Spark cluster runs them: the workers must import everything the jobs need themselves.
 """
 from __future__ import annotations
 
@@ -16,9 +20,9 @@ from pathlib import Path
 import kfp_local
 import pytest
 from click.testing import CliRunner
+from conftest import beam_worker_pool
 
 from emotion_ai.components.branches import BRANCHES
-from emotion_ai.pipelines import config
 from emotion_ai.pipelines.cli import main
 
 
@@ -29,15 +33,20 @@ def test_the_compiled_spec_runs_task_by_task_until_both_models_are_pushed(tiny_d
     pixels = " ".join(["5"] * 48 * 48)
     (root / "data" / "emotion_extra.csv").write_text(f"emotion,pixels\n1,{pixels}\n9,{pixels}\n")
     spec_path = tmp_path / "spec.yaml"
-    beam = [f"--beam-arg={arg}" for arg in config.BEAM_PIPELINE_ARGS]  # in-process Beam: 2 tasks share 2 cores
-    compiled = CliRunner().invoke(main, ["compile-kubeflow", "--out", str(spec_path), "--pipeline-root", str(root),
-                                         "--profile", "smoke", "--image", "local/emotion-ai:test", *beam])
-    assert compiled.exit_code == 0, compiled.output
-    spec = kfp_local.load_spec(spec_path)
-    tasks = spec["root"]["dag"]["tasks"]
+    with beam_worker_pool(tmp_path) as pool:
+        beam = [f"--beam-arg={arg}" for arg in pool["args"]]
+        compiled = CliRunner().invoke(main, ["compile-kubeflow", "--out", str(spec_path), "--pipeline-root", str(root),
+                                             "--profile", "smoke", "--image", "local/emotion-ai:test", *beam])
+        assert compiled.exit_code == 0, compiled.output
+        spec = kfp_local.load_spec(spec_path)
+        tasks = spec["root"]["dag"]["tasks"]
 
-    run = kfp_local.LocalRun(spec, "run-1", kfp_local.environment(), cwd=tmp_path, warm=True)
-    results = run.run()
+        run = kfp_local.LocalRun(spec, "run-1", kfp_local.environment(), cwd=tmp_path, warm=True)
+        results = run.run()
+        pool_log = pool["log"].read_text()
+    # Each Beam job ran in a worker of the pool, which imports the project's modules itself:
+    # 2 ExampleGens, 2 StatisticsGens, 2 Transforms, 2 Evaluators (their custom TFMA metrics).
+    assert pool_log.count("starting worker") >= 8, pool_log[-3000:]
     assert set(run.order) == set(tasks) and len(run.order) == len(tasks), "every task ran, once"
     position = {name: i for i, name in enumerate(run.order)}
     for name, task in tasks.items():
