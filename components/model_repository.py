@@ -27,6 +27,8 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 from tfx.dsl.io import fileio
 
+from emotion_ai.components import spec
+
 PathLike = str | os.PathLike
 
 MODELS_CONFIG = "models.config"
@@ -41,8 +43,7 @@ MONITORING = """prometheus_config {
 }
 """
 
-SERVING_MAX_BATCH = 32  # TF Serving batching.config
-BATCHING = f"""max_batch_size {{ value: {SERVING_MAX_BATCH} }}
+BATCHING = f"""max_batch_size {{ value: {spec.SERVING_MAX_BATCH} }}
 batch_timeout_micros {{ value: 2000 }}
 max_enqueued_batches {{ value: 100 }}
 num_batch_threads {{ value: {os.cpu_count() or 2} }}

@@ -19,6 +19,17 @@ REJECTED_ROWS_FILE = "rejected_rows.csv"
 SERVED_VERSION = "served_version"  # the repository version served when the run started; 0: none
 SERVED_FROM = "served_from"  # the version folder it was copied from
 
+# --- serving limits: what one request may cost ``emotion-ai serve`` ------------------
+# Checked before any tensor is made or any image decoded; each breach is a 4xx naming it.
+SERVING_MAX_BATCH = 32  # instances per request; TF Serving with the pushed batching.config refuses more
+SERVING_MAX_REQUEST_BYTES = 16 * 1024 * 1024  # the JSON body as sent
+SERVING_MAX_IMAGE_PIXELS = 24_000_000  # width x height of one encoded image, read from its header (a 24 MP photo)
+SERVING_MAX_DECODED_BYTES = 256 * 1024 * 1024  # all images of a request decoded (4 bytes a pixel, RGBA at most)
+SERVING_IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP")  # what tf.io.decode_image reads
+SERVING_LOAD_RETRY_SECONDS = (1.0, 60.0)  # a version that failed to load: retried after 1 s, doubling up to 60 s
+SERVING_IMAGES_INPUT = "images"  # serving_default: encoded images
+SERVING_PIXELS_INPUT = "pixels"  # serving_pixels: the datasets' space-separated pixel strings
+
 # --- key points: Kaggle "Facial Keypoints Detection" layout --------------------------
 KEYPOINT_NAMES = (
     "left_eye_center", "right_eye_center",

@@ -15,7 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emotion_ai.components import spec
 from emotion_ai.components.branches import BRANCHES, by_name
+from emotion_ai.serving import request_checks
 
 CASCADE = "haarcascade_frontalface_default.xml"
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -75,10 +77,24 @@ class RemoteModels:
 
 
 def read_photo(path: Path) -> np.ndarray:
-    """BGR image; a clear error for a missing or undecodable file."""
+    """BGR image; a clear error for a missing, empty, oversized or undecodable file. The
+    size is read from the header first (Pillow, nothing decoded): a PNG of a few hundred kB
+    may declare 20000 x 20000 pixels."""
     if not path.is_file():
         raise PredictError(f"{path}: no such file")
-    image = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
+    data = path.read_bytes()
+    if not data:
+        raise PredictError(f"{path}: empty file")
+    try:
+        kind, width, height, _mode = request_checks.image_header(data, 0)
+    except request_checks.RequestRefused as refused:
+        reason = refused.message.removeprefix("instance 0: ")
+        raise PredictError(f"{path}: {reason}" if refused.status == 413 else
+                           f"{path}: not a readable image ({reason})") from None
+    if width * height > spec.SERVING_MAX_IMAGE_PIXELS:
+        raise PredictError(f"{path}: a {width}x{height} {kind} image has {width * height:,} pixels; the limit is "
+                           f"{spec.SERVING_MAX_IMAGE_PIXELS:,}")
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise PredictError(f"{path}: not a readable image (PNG, JPEG, BMP, TIFF, WebP ...)")
     return image
@@ -158,19 +174,21 @@ def run(inputs: list[Path], out_dir: Path, model_repo: Path | None = None, serve
     models = RemoteModels(server) if server else LocalModels(model_repo)
     detector = FaceDetector()
     out_dir.mkdir(parents=True, exist_ok=True)
+    names = output_names([Path(p) for p in inputs])
     summaries, errors = [], []
     for path in (progress(inputs) if progress else inputs):
         path = Path(path)
+        stem = names[path]
         try:
             if path.name.lower().endswith((".csv", ".csv.gz")):
                 result = predict_csv(path, models)
-                target = out_dir / f"{path.name.split('.')[0]}.predictions.json"
+                target = out_dir / f"{stem}.predictions.json"
                 summary = {"input": str(path), "json": str(target), "rows_scored": result["rows_scored"],
                            "rows_rejected": result["rows_rejected"]}
             else:
                 result, annotated = predict_photo(path, models, detector)
-                target = out_dir / f"{path.stem}.json"
-                image_path = out_dir / f"{path.stem}.annotated.png"
+                target = out_dir / f"{stem}.json"
+                image_path = out_dir / f"{stem}.annotated.png"
                 cv2.imwrite(str(image_path), annotated)
                 summary = {"input": str(path), "json": str(target), "image": str(image_path),
                            "faces": len(result["faces"]),
@@ -181,4 +199,25 @@ def run(inputs: list[Path], out_dir: Path, model_repo: Path | None = None, serve
             summaries.append(summary)
         except PredictError as error:
             errors.append(str(error))
+        except Exception as error:  # noqa: BLE001 - one file's problem (a 413 from --server, ...) never ends the batch
+            errors.append(f"{path}: {type(error).__name__}: {error}")
     return summaries, errors
+
+
+def output_names(paths: list[Path]) -> dict[Path, str]:
+    """Each input's output name: its stem (``a`` for ``a.png``, ``some`` for ``some.csv.gz``);
+    when another input has that stem, its file name (``a.jpg``), then a number: no output
+    overwrites another's."""
+    names: dict[Path, str] = {}
+    taken: set[str] = set()
+    stems = [p.name.split(".")[0] if p.name.lower().endswith((".csv", ".csv.gz")) else p.stem for p in paths]
+    for path, stem in zip(paths, stems):
+        if path in names:
+            continue
+        name = stem if stems.count(stem) == 1 else path.name
+        number = 2
+        while name in taken:
+            name, number = f"{path.name}-{number}", number + 1
+        names[path] = name
+        taken.add(name)
+    return names

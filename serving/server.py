@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -36,15 +37,17 @@ import tensorflow as tf
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from tensorflow.core.framework import types_pb2
 
-from emotion_ai.components import model_repository
+from emotion_ai.components import model_repository, spec
+from emotion_ai.serving import request_checks
 
 log = logging.getLogger("emotion_ai.serve")
 
 DEFAULT_HOST = "127.0.0.1"  # loopback unless the operator opts in to exposing it
 DEFAULT_PORT = 8501  # TF Serving's REST port
-MAX_REQUEST_BYTES = 16 * 1024 * 1024
+MAX_REQUEST_BYTES = spec.SERVING_MAX_REQUEST_BYTES
 POLL_SECONDS = 1.0  # TF Serving's --file_system_poll_wait_seconds default
 
 
@@ -89,15 +92,26 @@ class Metrics:
         self.loaded.labels(name, str(new)).set(1)
 
 
-class ModelRegistry:
-    """The newest version of every model under ``repo``, reloaded when a newer one appears."""
+@dataclasses.dataclass
+class LoadFailure:
+    attempts: int
+    retry_at: float  # on the registry's clock
+    error: str
 
-    def __init__(self, repo: Path, poll_seconds: float = POLL_SECONDS, metrics: Metrics | None = None):
+
+class ModelRegistry:
+    """The newest loadable version of every model under ``repo``, reloaded when a newer one
+    appears."""
+
+    def __init__(self, repo: Path, poll_seconds: float = POLL_SECONDS, metrics: Metrics | None = None,
+                 retry_seconds: tuple[float, float] = spec.SERVING_LOAD_RETRY_SECONDS, clock=time.monotonic):
         self.repo = Path(repo)
+        self._clock = clock  # seconds, for the retry back-off
         self.poll_seconds = poll_seconds
+        self.retry_seconds = retry_seconds
         self.metrics = metrics or Metrics()
         self._served: dict[str, LoadedVersion] = {}
-        self._failed: dict[tuple[str, int], str] = {}
+        self._failed: dict[tuple[str, int], LoadFailure] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -115,37 +129,59 @@ class ModelRegistry:
                       error)
             return {}
 
+    def _candidates(self, name: str, pins: dict[str, int]) -> list[int]:
+        """The versions to serve, best first: the pinned one, else newest to oldest."""
+        versions = model_repository.version_dirs(self.repo / name)
+        if name in pins and pins[name] in versions:
+            return [pins[name]]  # rolled back: TF Serving's "specific" version policy
+        if name in pins and versions:
+            log.error("%s is pinned to version %d, which is not on disk; serving the newest loadable version",
+                      name, pins[name])
+        return versions[::-1]
+
+    def _load(self, name: str, version: int) -> LoadedVersion | None:
+        """Load one version, or record the failure (one ERROR line) and when to try again:
+        a version copied in non-atomically (``cp -r``, a bucket sync) loads once complete."""
+        path = self.repo / name / str(version)
+        try:
+            loaded = LoadedVersion(name, version, path, model_repository.load(path))
+        except Exception as error:  # noqa: BLE001 - a bad push must not take the server down
+            attempts = self._failed[(name, version)].attempts + 1 if (name, version) in self._failed else 1
+            first, longest = self.retry_seconds
+            wait = min(first * 2 ** (attempts - 1), longest)
+            self._failed[(name, version)] = LoadFailure(attempts, self._clock() + wait, str(error))
+            log.error("could not load %s version %d from %s (attempt %d, next in %.0f s): %s", name, version, path,
+                      attempts, wait, str(error).splitlines()[0] if str(error) else type(error).__name__)
+            return None
+        self._failed.pop((name, version), None)
+        return loaded
+
     def poll_once(self) -> list[LoadedVersion]:
-        """Load every model whose wanted version (pinned in ``models.config``, else the
-        newest on disk) is not the one served; returns what was swapped in. A version that
-        fails to load is logged once and skipped."""
+        """Serve, for every model, the best version that loads: the pinned one (in
+        ``models.config``), else the newest on disk, else the next older. A version that
+        failed to load is retried with back-off (as TF Serving does); until then the next
+        older version is served, or the one served now keeps serving. Returns what was
+        swapped in."""
         swapped = []
         pins = self._pins()
+        now = self._clock()
         for name in self.model_names():
-            versions = model_repository.version_dirs(self.repo / name)
-            if not versions:
-                continue
-            newest = versions[-1]
-            if name in pins and pins[name] in versions:
-                newest = pins[name]  # rolled back: TF Serving's "specific" version policy
-            elif name in pins:
-                log.error("%s is pinned to version %d, which is not on disk; serving version %d",
-                          name, pins[name], newest)
             current = self._served.get(name)
-            if current is not None and current.version == newest or (name, newest) in self._failed:
-                continue
-            path = self.repo / name / str(newest)
-            try:
-                loaded = LoadedVersion(name, newest, path, model_repository.load(path))
-            except Exception as error:  # noqa: BLE001 - a bad push must not take the server down
-                self._failed[(name, newest)] = str(error)
-                log.error("could not load %s version %d from %s: %s", name, newest, path, error)
-                continue
-            with self._lock:  # the swap is one assignment; in-flight requests keep their reference
-                self._served[name] = loaded
-            self.metrics.served(name, current.version if current else None, newest)
-            log.info("serving %s version %d (%s)", name, newest, path)
-            swapped.append(loaded)
+            for version in self._candidates(name, pins):
+                if current is not None and current.version == version:
+                    break  # already serving the best version that loads
+                failure = self._failed.get((name, version))
+                if failure is not None and now < failure.retry_at:
+                    continue  # not yet: try an older one
+                loaded = self._load(name, version)
+                if loaded is None:
+                    continue
+                with self._lock:  # the swap is one assignment; in-flight requests keep their reference
+                    self._served[name] = loaded
+                self.metrics.served(name, current.version if current else None, version)
+                log.info("serving %s version %d (%s)", name, version, loaded.path)
+                swapped.append(loaded)
+                break
         return swapped
 
     def start(self) -> None:
@@ -234,6 +270,7 @@ def parse_inputs(body: dict, specs: dict[str, tf.TensorSpec]) -> tuple[dict[str,
         instances = body["instances"]
         if not isinstance(instances, list) or not instances:
             raise ApiError(400, "'instances' must be a non-empty list")
+        _refuse_if(request_checks.check_batch, len(instances))
         if len(names) == 1 and not all(isinstance(i, dict) and set(i) == set(names) for i in instances):
             columns = {names[0]: instances}
         else:
@@ -253,13 +290,20 @@ def parse_inputs(body: dict, specs: dict[str, tf.TensorSpec]) -> tuple[dict[str,
         else:
             raise ApiError(400, f"'inputs' must be an object with the signature's inputs {names}")
         row = False
-    tensors = {}
-    for name in names:
-        tensors[name] = _to_tensor(_decode_value(columns[name], specs[name].dtype), specs[name], name)
+    values = {name: _decode_value(columns[name], specs[name].dtype) for name in names}
+    _refuse_if(request_checks.check, values)  # before a tensor is made or an image decoded
+    tensors = {name: _to_tensor(values[name], specs[name], name) for name in names}
     sizes = {t.shape[0] if t.shape.rank else None for t in tensors.values()}
     if len(sizes) > 1:
         raise ApiError(400, f"inputs have different batch sizes {sorted(map(str, sizes))}")
     return tensors, row
+
+
+def _refuse_if(check, *args) -> None:
+    try:
+        check(*args)
+    except request_checks.RequestRefused as refused:
+        raise ApiError(refused.status, refused.message) from None
 
 
 def format_outputs(outputs: dict[str, np.ndarray], row: bool) -> dict:
@@ -274,7 +318,9 @@ def format_outputs(outputs: dict[str, np.ndarray], row: bool) -> dict:
     return {"predictions": [{k: encoded[k][i] for k in sorted(encoded)} for i in range(batch)]}
 
 
-def _signature(loaded: LoadedVersion, name: str | None):
+def _signature(loaded: LoadedVersion, name):
+    if name is not None and not isinstance(name, str):
+        raise ApiError(400, f"'signature_name' must be a string, got {json.dumps(name)[:80]}")
     key = name or "serving_default"
     signatures = loaded.model.signatures
     if key not in signatures:
@@ -290,12 +336,30 @@ def predict(registry: ModelRegistry, name: str, version: int | None, body, state
     if state is not None:
         state.served_version = loaded.version  # for the request metrics
     signature = _signature(loaded, body.get("signature_name"))
-    tensors, row = parse_inputs(body, _input_specs(signature))
+    try:
+        tensors, row = parse_inputs(body, _input_specs(signature))
+    except RecursionError:
+        raise ApiError(400, "input values are nested too deeply") from None
     try:
         outputs = signature(**tensors)
     except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
-        raise ApiError(400, error.message.split("\n")[0]) from error
+        raise ApiError(400, graph_error_reason(error.message)) from error
     return format_outputs({k: v.numpy() for k, v in outputs.items()}, row)
+
+
+def graph_error_reason(message: str) -> str:
+    """The reason in a TensorFlow graph error: its first line that is neither the "Graph
+    execution error:" heading, nor the indented Python stack of the failing node's
+    definition, without the ``{{function_node ...}}`` prefix and ``[[node]]`` suffix."""
+    for line in message.splitlines():
+        if not line.strip() or line[0].isspace() or line.startswith(
+                ("Graph execution error", "Detected at node", "<stack traces unavailable>")):
+            continue
+        reason = re.sub(r"^\{\{[^}]*\}\}", "", line).split("[[")[0].split("[Op:")[0].strip()
+        asserted = re.match(r"assertion failed: \[([^\]]*)\]", reason)  # tf.debugging.assert_*: its message
+        if reason:
+            return asserted.group(1) if asserted else reason
+    return "graph execution error"
 
 
 def _tensor_info(name: str, spec: tf.TensorSpec) -> dict:
@@ -328,7 +392,7 @@ def status(loaded: LoadedVersion) -> dict:
 def _version(text: str | None) -> int | None:
     if text is None:
         return None
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ApiError(400, f"version must be a number, got {text!r}")
     return int(text)
 
@@ -345,24 +409,31 @@ def create_app(model_repo: Path, poll_seconds: float = POLL_SECONDS,
         yield
         registry.stop()
 
+    # No OpenAPI schema or docs routes: the API is TF Serving's, documented there.
     app = FastAPI(title="emotion-ai model server (TF Serving REST API)", docs_url=None, redoc_url=None,
-                  lifespan=lifespan)
+                  openapi_url=None, lifespan=lifespan)
     app.state.registry = registry
 
     @app.exception_handler(ApiError)
     async def api_error(_request, error: ApiError):
         return JSONResponse({"error": error.message}, status_code=error.status)
 
-    @app.exception_handler(Exception)
-    async def unexpected(_request, error: Exception):  # a bug answers 500, the server stays up
-        log.exception("unexpected error")
-        return JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request, error: StarletteHTTPException):  # unknown route, wrong method: TF Serving's shape
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next):
-        """Every request under /v1/models/ is counted by model, served version, API and status."""
+        """Every request under /v1/models/ is counted by model, served version, API and status.
+        A bug answers 500 here, as an ordinary response: an exception handler for
+        ``Exception`` would re-raise after answering, and uvicorn would drop the keep-alive
+        connection under a pooled client without ``Connection: close``."""
         start = time.perf_counter()
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as error:  # noqa: BLE001 - the server stays up and the connection usable
+            log.exception("unexpected error")
+            response = JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
         parts = request.url.path.split("/")
         if len(parts) > 3 and parts[1:3] == ["v1", "models"]:
             name, _, verb = parts[3].partition(":")
@@ -393,6 +464,8 @@ def create_app(model_repo: Path, poll_seconds: float = POLL_SECONDS,
             return json.loads(b"".join(chunks) or b"null")
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ApiError(400, f"JSON Parse error: {error}") from error
+        except RecursionError:
+            raise ApiError(400, "JSON Parse error: nested too deeply") from None
 
     @app.get("/v1/models/{name}")
     @app.get("/v1/models/{name}/versions/{version}")

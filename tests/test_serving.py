@@ -10,6 +10,7 @@ import shutil
 import socket
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -156,6 +157,160 @@ def test_get_errors_and_request_size_limit(server):
             yield b"x" * 100_000
     response = requests.post(f"{server}/v1/models/emotion:predict", data=chunks())
     assert response.status_code == 413
+
+
+def _declared_png(width: int, height: int) -> bytes:
+    """A PNG of a few dozen bytes whose header declares ``width`` x ``height`` grey pixels:
+    what a decoder would allocate for, as a compressed bomb does."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * (width + 1))) + chunk(b"IEND", b""))
+
+
+def _post(server, path, body):
+    return requests.post(f"{server}/v1/models/{path}", json=body, timeout=60)
+
+
+def test_what_one_request_may_cost_is_bounded_before_anything_is_decoded(server):
+    """More instances than the batching config allows, an image whose header declares more
+    pixels than the limit (a bomb: 20000x20000 in a few bytes), and images that together
+    decode past the request's limit: each a 413 naming the limit, in well under a second."""
+    limit = spec.SERVING_MAX_BATCH
+    face = " ".join(["100"] * 48 * 48)
+    at_limit = _post(server, "emotion:predict", {"signature_name": "serving_pixels", "instances": [face] * limit})
+    assert at_limit.status_code == 200 and len(at_limit.json()["predictions"]) == limit
+    cases = [({"signature_name": "serving_pixels", "instances": [face] * (limit + 1)}, f"the limit is {limit}"),
+             ({"signature_name": "serving_pixels", "inputs": [face] * (limit + 1)}, f"the limit is {limit}"),
+             ({"instances": [_b64(_declared_png(20000, 20000))]}, "pixels"),
+             ({"instances": [_b64(_declared_png(6000, 5000))]}, "30,000,000 pixels"),
+             ({"instances": [_b64(_declared_png(4000, 4500))] * 4}, "decode to 288,000,000 bytes")]
+    for body, fragment in cases:
+        start = time.monotonic()
+        response = _post(server, "emotion:predict", body)
+        assert response.status_code == 413 and fragment in response.json()["error"], response.text
+        assert time.monotonic() - start < 2
+    assert requests.get(f"{server}/v1/models/emotion").status_code == 200
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "1e999", "-1", "256"])
+def test_pixel_strings_must_be_finite_numbers_in_0_to_255(server, bad):
+    values = ["100"] * 48 * 48
+    values[5] = bad
+    response = _post(server, "emotion:predict", {"signature_name": "serving_pixels", "instances": [" ".join(values)]})
+    assert response.status_code == 400, response.text
+    assert "instance 0: pixel 5 is" in response.json()["error"] and "0..255" in response.json()["error"]
+
+
+@pytest.mark.parametrize("path,body,fragment", [
+    ("emotion:predict", {"signature_name": "serving_pixels", "instances": ["1 2 3"]},
+     "pixel string must hold 2304 values"),  # a graph error: its reason, not "Graph execution error:"
+    ("emotion:predict", {"signature_name": ["serving_default"], "instances": ["x"]},
+     "'signature_name' must be a string"),
+    ("emotion/versions/\u00b2:predict", {"instances": ["x"]}, "version must be a number"),
+    ("emotion:predict", {"instances": [_b64(b"GIF89a broken")]}, "not a PNG, JPEG, GIF, BMP image"),
+])
+def test_input_errors_answer_400_with_the_real_reason(server, path, body, fragment):
+    response = _post(server, path, body)
+    assert response.status_code == 400 and fragment in response.json()["error"], response.text
+
+
+def test_every_route_answers_errors_as_tf_serving_does_and_no_openapi(server):
+    for method, path, status in (("get", "/v1/nothing/here", 404), ("delete", "/v1/models/emotion", 405),
+                                 ("get", "/openapi.json", 404), ("get", "/docs", 404)):
+        response = requests.request(method, f"{server}{path}", timeout=10)
+        assert response.status_code == status and set(response.json()) == {"error"}, (path, response.text)
+
+
+def test_a_500_keeps_the_keep_alive_connection_usable(server, monkeypatch):
+    """A bug in one request answers 500 on a connection that then serves the next request."""
+    import http.client
+    import urllib.parse
+
+    def broken(*_args):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(server_lib, "format_outputs", broken)  # the server runs in this process
+    connection = http.client.HTTPConnection(urllib.parse.urlparse(server).netloc, timeout=30)
+    try:
+        body = json.dumps({"signature_name": "serving_pixels", "instances": [" ".join(["9"] * 48 * 48)]})
+        connection.request("POST", "/v1/models/emotion:predict", body, {"Content-Type": "application/json"})
+        failed = connection.getresponse()
+        assert failed.status == 500 and "a bug" in json.loads(failed.read())["error"]
+        assert failed.getheader("connection") != "close"
+        connection.request("GET", "/v1/models/emotion")  # the same socket
+        again = connection.getresponse()
+        assert again.status == 200 and json.loads(again.read())["model_version_status"]
+    finally:
+        connection.close()
+
+
+def test_json_nested_too_deeply_is_a_400(server):
+    body = '{"instances": ' + "[" * 5000 + "]" * 5000 + "}"
+    response = requests.post(f"{server}/v1/models/emotion:predict", data=body, timeout=60)
+    assert response.status_code == 400 and "nested too deeply" in response.json()["error"], response.text
+
+
+def test_gif_bmp_and_cmyk_jpeg_faces_decode_as_the_signature_promises(server, faces):
+    """The served signature reads PNG, JPEG, GIF and BMP: a grey face as GIF or BMP is the
+    same picture as the PNG (same answer); a CMYK JPEG is converted, not refused."""
+    grey = Image.open(io.BytesIO(faces[0]))
+    encoded = {}
+    for kind, image in (("GIF", grey), ("BMP", grey), ("JPEG", grey.convert("CMYK"))):
+        buffer = io.BytesIO()
+        image.save(buffer, format=kind)
+        encoded[kind] = buffer.getvalue()
+    png = _post(server, "emotion:predict", {"instances": [_b64(faces[0])]}).json()["predictions"][0]
+    for kind, data in encoded.items():
+        response = _post(server, "emotion:predict", {"instances": [_b64(data)]})
+        assert response.status_code == 200, (kind, response.text)
+        probabilities = response.json()["predictions"][0]["probabilities"]
+        assert len(probabilities) == len(spec.EMOTION_CLASSES) and abs(sum(probabilities) - 1) < 1e-4
+        if kind != "JPEG":  # lossless: the same pixels
+            np.testing.assert_allclose(probabilities, png["probabilities"], atol=1e-5)
+
+
+def test_the_newest_loadable_version_is_served_and_a_failed_one_retried(repo, tmp_path, caplog):
+    """After a restart, a corrupt newest version does not take the model down: the next
+    older one serves. A version copied in non-atomically (``cp -r``: the graph before its
+    variables) fails, is retried with back-off, and serves once complete. One ERROR line
+    per failed attempt."""
+    import logging
+
+    source = Path(model_repository.latest_version(repo, "emotion")[1])
+    base = tmp_path / "repo" / "emotion"
+    shutil.copytree(source, base / "1")
+    (base / "2").mkdir()
+    (base / "2" / "saved_model.pb").write_bytes(b"not a graph")  # corrupt
+    now = [0.0]
+    registry = server_lib.ModelRegistry(tmp_path / "repo", retry_seconds=(1.0, 4.0), clock=lambda: now[0])
+
+    def errors():
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    with caplog.at_level(logging.ERROR, logger="emotion_ai.serve"):
+        registry.poll_once()
+        assert registry.get("emotion", None).version == 1, "the newest loadable version"
+        assert len(errors()) == 1 and "emotion version 2" in errors()[0] and "attempt 1, next in 1 s" in errors()[0]
+        now[0] = 0.5
+        registry.poll_once()  # within the back-off: not tried again
+        assert len(errors()) == 1
+
+        (base / "3").mkdir()  # a slow copy: the graph first, the variables later
+        shutil.copy(source / "saved_model.pb", base / "3" / "saved_model.pb")
+        now[0] = 1.0
+        registry.poll_once()
+        assert registry.get("emotion", None).version == 1
+        assert "emotion version 3" in errors()[1] and "attempt 1" in errors()[1]
+        assert "emotion version 2" in errors()[2] and "attempt 2, next in 2 s" in errors()[2], "the back-off doubles"
+        shutil.copytree(source, base / "3", dirs_exist_ok=True)  # the copy completes
+        now[0] = 1.5
+        registry.poll_once()
+        assert registry.get("emotion", None).version == 1 and len(errors()) == 3, "not before its retry time"
+        now[0] = 2.0
+        registry.poll_once()
+        assert registry.get("emotion", None).version == 3 and len(errors()) == 3
 
 
 def test_client_against_the_server(server, repo, faces):
@@ -349,6 +504,42 @@ def test_predict_reports_unreadable_files_photos_without_faces_and_csv_rows(repo
     scored = json.loads((out / "some.predictions.json").read_text())
     assert scored["model"] == "emotion" and scored["rejected"][0]["line"] == 7
     assert all(p["emotion"]["label"] in spec.EMOTION_CLASSES for p in scored["predictions"])
+
+
+def test_predict_accounts_for_every_file_and_goes_on_after_each_problem(server, tmp_path):
+    """An empty file, a PNG bomb, a photo whose face crop the server refuses (413: over
+    its 1 MB request limit) are each one line; the files after them are still predicted;
+    ``a.png`` and ``a.jpg`` get outputs of their own."""
+    photo, _ = generator.render_group_photo()
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "bomb.png").write_bytes(_declared_png(20000, 20000))
+    big = cv2.resize(photo, None, fx=6, fy=6, interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    big += np.random.default_rng(0).normal(0, 10, big.shape)
+    cv2.imwrite(str(tmp_path / "large.png"), np.clip(big, 0, 255).astype(np.uint8))
+    cv2.imwrite(str(tmp_path / "a.png"), photo)
+    cv2.imwrite(str(tmp_path / "a.jpg"), photo)
+    names = ["empty.png", "bomb.png", "large.png", "a.png", "a.jpg"]
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["predict", *(str(tmp_path / n) for n in names), "--server", server,
+                                       "--out", str(out)])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "empty.png: empty file" in result.output
+    assert "bomb.png:" in result.output and "pixels" in result.output
+    assert "large.png: ServingError" in result.output and "limit" in result.output
+    for name in ("a.png", "a.jpg"):
+        data = json.loads((out / f"{name}.json").read_text())
+        assert data["photo"].endswith(name) and len(data["faces"]) == 2
+        assert (out / f"{name}.annotated.png").is_file()
+
+
+def test_output_names_never_collide():
+    from emotion_ai.serving.predict import output_names
+
+    paths = [Path("x/a.png"), Path("y/a.png"), Path("a.jpg"), Path("b.png"), Path("some.csv.gz"), Path("some.csv")]
+    names = output_names(paths)
+    assert len(set(names.values())) == len(paths)
+    assert names[Path("b.png")] == "b" and names[Path("a.jpg")] == "a.jpg"
+    assert {names[Path("x/a.png")], names[Path("y/a.png")]} == {"a.png", "a.png-2"}
 
 
 def test_serve_refuses_a_missing_repository(tmp_path):

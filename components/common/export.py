@@ -43,12 +43,12 @@ def export_saved_model(network: tf.keras.Model, tf_transform_output: tft.TFTrans
     def run_pixels(pixel_strings):
         return run({pixel_column: tf.reshape(pixel_strings, [-1, 1])})
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=spec.SERVING_IMAGES_INPUT)])
     def serve_images(images):
         pixel_strings, image_hw = decode_images(images, image_size)
         return postprocess(run_pixels(pixel_strings), image_hw)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="pixels")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=spec.SERVING_PIXELS_INPUT)])
     def serve_pixels(pixels):
         return postprocess(run_pixels(pixels), None)
 

@@ -44,7 +44,9 @@ def decode_images(images: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
     ``size`` x ``size`` grey images, as in the datasets, and each input's ``(height, width)``."""
 
     def one(encoded):
-        image = tf.io.decode_image(encoded, channels=1, expand_animations=False)
+        # Three channels, then grey: decode_image refuses one channel for GIF and BMP, and
+        # fails on CMYK JPEGs asked for one. The grey weights are OpenCV's (0.299, 0.587, 0.114).
+        image = tf.image.rgb_to_grayscale(tf.io.decode_image(encoded, channels=3, expand_animations=False))
         hw = tf.shape(image)[:2]
         resized = tf.image.resize(tf.cast(image, tf.float32), [size, size], method="bilinear", antialias=True)
         pixels = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.int32)
