@@ -15,7 +15,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emotion_ai.components import spec
 from emotion_ai.components.branches import BRANCHES, by_name
 from emotion_ai.serving import request_checks
 
@@ -85,15 +84,13 @@ def read_photo(path: Path) -> np.ndarray:
     data = path.read_bytes()
     if not data:
         raise PredictError(f"{path}: empty file")
-    try:
-        kind, width, height, _mode = request_checks.image_header(data, 0)
+    try:  # the server's own checks of one image (any format OpenCV reads, not only the served ones)
+        _kind, width, height, _mode = request_checks.image_header(data, 0)
+        request_checks.check_image_size(width, height, 0)
     except request_checks.RequestRefused as refused:
         reason = refused.message.removeprefix("instance 0: ")
         raise PredictError(f"{path}: {reason}" if refused.status == 413 else
                            f"{path}: not a readable image ({reason})") from None
-    if width * height > spec.SERVING_MAX_IMAGE_PIXELS:
-        raise PredictError(f"{path}: a {width}x{height} {kind} image has {width * height:,} pixels; the limit is "
-                           f"{spec.SERVING_MAX_IMAGE_PIXELS:,}")
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise PredictError(f"{path}: not a readable image (PNG, JPEG, BMP, TIFF, WebP ...)")

@@ -50,6 +50,12 @@ def image_header(data: bytes, index: int) -> tuple[str, int, int, str]:
                                   f"({type(error).__name__}: {error})") from None
 
 
+def check_image_size(width: int, height: int, index: int) -> None:
+    if width * height > spec.SERVING_MAX_IMAGE_PIXELS:
+        raise RequestRefused(413, f"instance {index}: a {width}x{height} image has {width * height:,} pixels; "
+                                  f"the limit is {spec.SERVING_MAX_IMAGE_PIXELS:,} per image")
+
+
 def check_images(images: list[bytes]) -> None:
     """Each encoded image: a format the signature decodes, at most ``SERVING_MAX_IMAGE_PIXELS``;
     all of them decoded: at most ``SERVING_MAX_DECODED_BYTES``."""
@@ -60,9 +66,7 @@ def check_images(images: list[bytes]) -> None:
         if kind not in spec.SERVING_IMAGE_FORMATS:
             raise RequestRefused(400, f"instance {index}: a {kind} image; the model decodes "
                                       f"{', '.join(spec.SERVING_IMAGE_FORMATS)}")
-        if width * height > spec.SERVING_MAX_IMAGE_PIXELS:
-            raise RequestRefused(413, f"instance {index}: a {width}x{height} image has {width * height:,} pixels; "
-                                      f"the limit is {spec.SERVING_MAX_IMAGE_PIXELS:,} per image")
+        check_image_size(width, height, index)
         total += width * height * DECODED_BYTES_PER_PIXEL
     if total > spec.SERVING_MAX_DECODED_BYTES:
         raise RequestRefused(413, f"the request's images decode to {total:,} bytes; the limit is "

@@ -96,7 +96,6 @@ class Metrics:
 class LoadFailure:
     attempts: int
     retry_at: float  # on the registry's clock
-    error: str
 
 
 class ModelRegistry:
@@ -149,7 +148,7 @@ class ModelRegistry:
             attempts = self._failed[(name, version)].attempts + 1 if (name, version) in self._failed else 1
             first, longest = self.retry_seconds
             wait = min(first * 2 ** (attempts - 1), longest)
-            self._failed[(name, version)] = LoadFailure(attempts, self._clock() + wait, str(error))
+            self._failed[(name, version)] = LoadFailure(attempts, self._clock() + wait)
             log.error("could not load %s version %d from %s (attempt %d, next in %.0f s): %s", name, version, path,
                       attempts, wait, str(error).splitlines()[0] if str(error) else type(error).__name__)
             return None
