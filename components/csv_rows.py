@@ -2,7 +2,11 @@
 
 Real files come with quirks: gzip or plain, CRLF or LF line ends, FER2013's ``' pixels'``
 header (leading space) and extra columns such as ``Usage``, Kaggle rows with missing
-coordinates, and now and then a broken row. Each row is checked (field count, then its
+coordinates, a UTF-8 BOM, and now and then a broken row. Every physical line after the header
+is one row, so nothing is lost or swallowed: a stray quote, bytes that are not UTF-8, an empty
+or comma-only line each cost one rejected row, and ``stage`` checks that the rows it read are
+the file's lines. A file that cannot be read on (not gzip, truncated gzip) is one
+``InputDataError`` naming it and the line it reached. Each row is checked (field count, then its
 branch's ``formats.check_row``: pixel count and range, label range, coordinate range);
 ``stage`` writes the good rows in one canonical layout (missing coordinates written as
 ``MISSING_COORDINATE``) and the bad ones, with file, line, reason and the raw record, to a
@@ -12,11 +16,13 @@ rejected-rows CSV. ``validating_example_gen`` runs it inside the pipeline; ``eva
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import gzip
 import io
 import os
+import zlib
 from collections.abc import Iterable, Iterator
 
 from tfx.dsl.io import fileio
@@ -24,6 +30,7 @@ from tfx.dsl.io import fileio
 from emotion_ai.components.branches import BRANCHES, by_name
 
 MIN_GOOD_ROWS = 10  # fewer valid rows than this cannot make a train and an eval split
+MAX_LINE_BYTES = 1 << 20  # a 96x96 row is under 40 kB; a longer line is a broken or binary file, read in bounded parts
 REJECTED_COLUMNS = ("file", "line", "reason", "record")
 csv.field_size_limit(10_000_000)  # a 96x96 pixel string is ~35 kB, over csv's default
 
@@ -54,8 +61,8 @@ def is_csv(path: str) -> bool:
     return not name.startswith(".") and (name.endswith(".csv") or name.endswith(".csv.gz"))
 
 
-def open_text(path) -> io.TextIOBase:
-    """Open a plain or gzipped CSV as text; universal newlines handle CRLF and LF."""
+def open_binary(path) -> io.BufferedIOBase:
+    """Open a plain or gzipped file as bytes, streamed through ``fileio``."""
     path = os.fspath(path)
     if not fileio.exists(path) or fileio.isdir(path):
         raise InputDataError(f"{path}: file not found")
@@ -64,7 +71,7 @@ def open_text(path) -> io.TextIOBase:
     binary = io.BufferedReader(_RawFile(fileio.open(path, "rb")), buffer_size=1 << 20)
     if path.endswith(".gz"):
         binary = gzip.GzipFile(fileobj=binary, mode="rb")
-    return io.TextIOWrapper(binary, encoding="utf-8", newline="")
+    return binary
 
 
 class _RawFile(io.RawIOBase):
@@ -88,15 +95,88 @@ class _RawFile(io.RawIOBase):
         super().close()
 
 
+def _read_problem(path: str, error: BaseException, lines_read: int) -> InputDataError:
+    """A file that cannot be read on (bad or truncated gzip, I/O error) as one line naming it
+    and where it stopped."""
+    where = f"after line {lines_read}" if lines_read else "at its start"
+    if isinstance(error, EOFError):
+        what = "gzip data ends early (truncated or still being copied?)"
+    elif isinstance(error, gzip.BadGzipFile):
+        what = f"not gzip data ({error})"
+    elif isinstance(error, zlib.error):
+        what = f"corrupt gzip data ({error})"
+    else:
+        what = f"read error ({type(error).__name__}: {error})"
+    return InputDataError(f"{path}: {what} {where}")
+
+
+def physical_lines(path) -> Iterator[tuple[int, str, str | None]]:
+    """Yield ``(line number, text, problem or None)`` for every physical line of a CSV.
+
+    Lines are split on LF (a CRLF's CR is dropped), so one line is one record: the datasets
+    never quote a line end, and a stray quote costs one rejected row, not the rows after it.
+    A line that is not UTF-8 or longer than ``MAX_LINE_BYTES`` comes back with its problem
+    (and, for the record, its bytes escaped); a UTF-8 BOM before the header is dropped. A
+    file that cannot be read on raises ``InputDataError`` naming it and the line it reached.
+    """
+    path = os.fspath(path)
+    number = 0
+    with open_binary(path) as f:
+        while True:
+            try:
+                chunk = f.readline(MAX_LINE_BYTES + 1)
+                too_long = len(chunk) > MAX_LINE_BYTES and not chunk.endswith(b"\n")
+                rest = chunk
+                while too_long and rest and not rest.endswith(b"\n"):  # skip the rest, in bounded reads
+                    rest = f.readline(MAX_LINE_BYTES)
+            except (OSError, EOFError, zlib.error) as error:
+                raise _read_problem(path, error, number) from None
+            if not chunk:
+                return
+            number += 1
+            raw = chunk[:-1] if chunk.endswith(b"\n") else chunk
+            raw = raw[:-1] if raw.endswith(b"\r") else raw
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            if too_long:
+                yield number, raw[:200].decode("utf-8", "backslashreplace"), \
+                    f"line longer than {MAX_LINE_BYTES} bytes (a row of these datasets is under 40 kB)"
+                continue
+            try:
+                yield number, raw.decode("utf-8"), None
+            except UnicodeDecodeError as error:
+                yield number, raw.decode("utf-8", "backslashreplace"), \
+                    f"not UTF-8 text: byte 0x{raw[error.start]:02x} at column {error.start + 1}"
+
+
+def _fields(text: str) -> list[str]:
+    """One line's fields; ``csv.Error`` for a stray or unterminated quote, a CR inside."""
+    return next(csv.reader([text], strict=True), [])
+
+
+def _header(path: str, lines: Iterator[tuple[int, str, str | None]]) -> list[str]:
+    try:
+        _, text, problem = next(lines)
+    except StopIteration:
+        raise InputDataError(f"{path}: file is empty") from None
+    if problem:
+        raise InputDataError(f"{path}: line 1 (the header): {problem}; is it a CSV?")
+    try:
+        header = [h.strip() for h in _fields(text)]
+    except csv.Error as error:
+        raise InputDataError(f"{path}: line 1 (the header): unparseable CSV ({error})") from None
+    if not any(header):
+        raise InputDataError(f"{path}: line 1 (the header) is empty")
+    return header
+
+
 def read_header(path) -> list[str]:
-    with open_text(path) as f:
-        try:
-            header = next(csv.reader(f))
-        except StopIteration:
-            raise InputDataError(f"{os.fspath(path)}: file is empty") from None
-        except (OSError, UnicodeDecodeError, csv.Error) as exc:
-            raise InputDataError(f"{os.fspath(path)}: cannot read a CSV header ({exc})") from None
-    return [h.strip() for h in header]
+    path = os.fspath(path)
+    lines = physical_lines(path)
+    try:
+        return _header(path, lines)
+    finally:
+        lines.close()
 
 
 def detect_kind(path) -> str:
@@ -126,40 +206,40 @@ def find_csvs(folder) -> list[str]:
 
 
 def iter_rows(kind: str, path) -> Iterator[tuple[int, list[str] | None, str | None, str]]:
-    """Yield ``(line, staged_record or None, reason or None, raw_record)`` for each row."""
+    """Yield ``(line, staged_record or None, reason or None, raw_record)`` for every physical
+    line after the header: each one is a row, staged or rejected (an empty line too), so
+    the rows of a file are its lines minus one."""
     branch = by_name(kind)
     required = branch.staged_columns
     check_row = branch.part("formats").check_row
     path = os.fspath(path)
-    with open_text(path) as f:
-        reader = csv.reader(f)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise InputDataError(f"{path}: file is empty") from None
+    lines = physical_lines(path)
+    try:
+        header = _header(path, lines)
         missing = [c for c in required if c not in header]
         if missing:
             raise InputDataError(f"{path}: header lacks column(s) {', '.join(missing)} "
                                  f"for the {kind} dataset")
-        while True:
-            try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                yield reader.line_num, None, f"unparseable CSV: {exc}", ""
+        for line, raw, problem in lines:
+            if problem:
+                yield line, None, problem, raw
                 continue
-            line = reader.line_num
-            raw = ",".join(fields)
-            if not fields or all(not x.strip() for x in fields):
-                continue  # blank line (e.g. a trailing newline pair): not a row
-            if len(fields) != len(header):
+            try:
+                fields = _fields(raw)
+            except csv.Error as error:
+                yield line, None, f"unparseable CSV: {error}", raw
+                continue
+            if not any(x.strip() for x in fields):
+                yield line, None, "empty row: no values" if fields else "empty line", raw
+            elif len(fields) != len(header):
                 yield line, None, f"expected {len(header)} fields, got {len(fields)}", raw
-                continue
-            try:
-                yield line, check_row(dict(zip(header, fields))), None, raw
-            except ValueError as exc:
-                yield line, None, str(exc), raw
+            else:
+                try:
+                    yield line, check_row(dict(zip(header, fields))), None, raw
+                except ValueError as exc:
+                    yield line, None, str(exc), raw
+    finally:
+        lines.close()
 
 
 def stage(kind: str, sources: Iterable, staged_path, rejected_path) -> StageResult:
@@ -170,7 +250,7 @@ def stage(kind: str, sources: Iterable, staged_path, rejected_path) -> StageResu
     staged_path, rejected_path = os.fspath(staged_path), os.fspath(rejected_path)
     if not sources:
         raise InputDataError(f"no {kind} CSV given or found")
-    rows_read = 0
+    rows_read = rows_staged = 0
     reasons: dict[str, int] = {}
     rejected_rows = []
     fileio.makedirs(os.path.dirname(staged_path))
@@ -178,14 +258,21 @@ def stage(kind: str, sources: Iterable, staged_path, rejected_path) -> StageResu
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(by_name(kind).staged_columns)
         for source in sources:
+            rows_before, last_line = rows_read, 1
             for line, record, reason, raw in iter_rows(kind, source):
-                rows_read += 1
+                rows_read, last_line = rows_read + 1, line
                 if record is None:
                     rejected_rows.append((source, line, reason, raw))
                     key = reason.split(":")[0] if ":" in reason else reason
                     reasons[key] = reasons.get(key, 0) + 1
                 else:
                     writer.writerow(record)
+                    rows_staged += 1
+            # Nothing is lost: every line after the header is a row, staged or rejected.
+            if rows_read - rows_before != last_line - 1:
+                raise AssertionError(f"{source}: {rows_read - rows_before} rows read of {last_line - 1} lines")
+    if rows_read != rows_staged + len(rejected_rows):
+        raise AssertionError(f"{kind}: {rows_read} rows read != {rows_staged} staged + {len(rejected_rows)} rejected")
     good = rows_read - len(rejected_rows)
     if good < MIN_GOOD_ROWS:
         first = f"; first problem: {rejected_rows[0][0]} line {rejected_rows[0][1]}: {rejected_rows[0][2]}" \

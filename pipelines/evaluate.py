@@ -44,6 +44,9 @@ def evaluate(model_repo: Path, csvs: Mapping[str, Path | None]) -> dict:
         if not path:
             continue
         rows, rejected = _valid_rows(branch.name, path)
+        if not rows:  # metrics of nothing would read as a model scoring 0
+            first = f"; first: line {rejected[0][0]}: {rejected[0][1]}" if rejected else ""
+            raise csv_rows.InputDataError(f"{path}: no {branch.name} row to score ({len(rejected)} rejected{first})")
         model = ServedModel(model_repo, branch.name)
         image_index = branch.staged_columns.index(branch.image_column)
         outs = _predict(model, [r[image_index] for r in rows], branch.name)

@@ -91,3 +91,24 @@ def test_generate_data_defaults_to_a_fresh_draw_and_kserve_manifests_to_stdout(t
     manifests = CliRunner().invoke(main, ["kserve-manifests", "--model-repo", "gs://b/repo"])
     assert manifests.exit_code == 0 and "kind: InferenceService" in manifests.output
     assert "storageUri: gs://b/repo/emotion" in manifests.output
+
+
+def test_run_on_a_truncated_gzip_names_the_file_and_line(tmp_path):
+    """The issue's probe printed only 'Aborted!' (click's answer to gzip's EOFError): the
+    ExampleGen's error comes out of the DAG as one line naming the file and where it broke."""
+    import gzip
+
+    from emotion_ai.data import generator
+
+    generator.generate(tmp_path / "data", 40, 40, seed=3)
+    cut = {}
+    for name in ("keypoints", "emotion"):
+        whole = gzip.compress((tmp_path / "data" / f"{name}.csv").read_bytes())
+        cut[name] = tmp_path / f"{name}.csv.gz"
+        cut[name].write_bytes(whole[:len(whole) // 2])
+    result = cli("run", "--profile", "smoke", "--keypoints-csv", str(cut["keypoints"]), "--emotion-csv",
+                 str(cut["emotion"]), "--pipeline-root", str(tmp_path / "root"), "--model-repo", str(tmp_path / "r"))
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Aborted" not in result.stderr and "Traceback" not in result.stderr
+    assert any(line.startswith(f"Error: {cut[name]}: gzip data ends early (truncated or still being copied?) "
+                               "after line ") for name in cut for line in result.stderr.splitlines()), result.stderr

@@ -178,3 +178,110 @@ def test_find_csvs_groups_by_header_including_dated_folders(tmp_path):
     found = readers.find_csvs(tmp_path)
     assert found["emotion"] == [tmp_path / "a.csv"]
     assert found["keypoints"] == [tmp_path / "2026-11-24" / "k.csv.gz"]
+
+
+# --- broken files: every line accounted for, one-line errors (issue 16) -----------------
+
+def _emotion_lines(n):
+    return ["emotion,pixels"] + [f"{i % 5},{PIX48}" for i in range(n)]
+
+
+def test_a_stray_quote_costs_one_row_not_the_rows_after_it(tmp_path):
+    lines = _emotion_lines(12)
+    lines[5] = '"3,' + PIX48  # unterminated quote on data line 5 (file line 6)
+    lines[8] = '1,"' + PIX48 + '"x'  # text after a closing quote
+    result = _stage("emotion", [_write(tmp_path / "q.csv", lines)], tmp_path)
+    assert (result.rows_read, result.rows_staged, result.rows_rejected) == (12, 10, 2)
+    with open(result.rejected_path, newline="") as f:
+        rejected = list(csv.DictReader(f))
+    assert [r["line"] for r in rejected] == ["6", "9"]
+    assert all(r["reason"].startswith("unparseable CSV") for r in rejected)
+
+
+def test_empty_and_comma_only_lines_are_counted_rows(tmp_path):
+    lines = _emotion_lines(11)
+    lines[3:3] = ["", ",", " , "]
+    result = _stage("emotion", [_write(tmp_path / "blank.csv", lines)], tmp_path)
+    assert (result.rows_read, result.rows_staged, result.rows_rejected) == (14, 11, 3)
+    assert result.reasons == {"empty line": 1, "empty row": 2}
+
+
+def test_rows_read_are_the_lines_of_the_file_minus_the_header(tmp_path):
+    """The issue's probe: 260 data lines with a stray quote and bad rows in between."""
+    lines = _emotion_lines(260)
+    for i in range(3, 260, 29):
+        lines[i] = lines[i].replace(",", ',"', 1)  # an opened, never closed quote
+    path = _write(tmp_path / "many.csv", lines)
+    physical = path.read_bytes().count(b"\n")
+    result = _stage("emotion", [path], tmp_path)
+    assert result.rows_read == physical - 1 == 260
+    assert result.rows_staged + result.rows_rejected == 260 and result.rows_rejected == 9
+
+
+def test_a_utf8_bom_is_accepted(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(_emotion_lines(12)).encode() + b"\n")
+    assert csv_rows.detect_kind(path) == "emotion"
+    assert _stage("emotion", [path], tmp_path).rows_staged == 12
+
+
+def test_a_latin1_byte_is_one_rejected_row_naming_line_and_column(tmp_path):
+    path = tmp_path / "latin1.csv"
+    lines = [line.encode() for line in _emotion_lines(12)]
+    lines[4] = b"2,\xe9" + lines[4][2:]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    result = _stage("emotion", [path], tmp_path)
+    assert (result.rows_read, result.rows_rejected) == (12, 1)
+    with open(result.rejected_path, newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["line"] == "5" and row["reason"] == "not UTF-8 text: byte 0xe9 at column 3"
+    assert row["record"].startswith("2,\\xe9"), "the raw bytes are kept, escaped"
+
+
+def test_binary_not_gzip_and_truncated_gzip_files_are_one_line_errors(tmp_path):
+    binary = tmp_path / "photo.csv"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
+    with pytest.raises(csv_rows.InputDataError, match=r"photo.csv: line 1 \(the header\): not UTF-8 text.*CSV\?"):
+        csv_rows.detect_kind(binary)
+    with pytest.raises(csv_rows.InputDataError, match="photo.csv: line 1"):
+        _stage("emotion", [binary], tmp_path)
+    not_gzip = _write(tmp_path / "plain.csv.gz", _emotion_lines(12))  # plain text named .gz
+    with pytest.raises(csv_rows.InputDataError, match=r"plain.csv.gz: not gzip data .* at its start"):
+        csv_rows.detect_kind(not_gzip)
+    whole = _write(tmp_path / "whole.csv.gz", _emotion_lines(300), gz=True).read_bytes()
+    truncated = tmp_path / "cut.csv.gz"
+    truncated.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(csv_rows.InputDataError, match=r"cut.csv.gz: gzip data ends early .* after line \d+$"):
+        _stage("emotion", [truncated], tmp_path)
+
+
+def test_an_overlong_line_is_one_rejected_row_read_in_bounded_parts(tmp_path, monkeypatch):
+    monkeypatch.setattr(csv_rows, "MAX_LINE_BYTES", 10_000)
+    lines = _emotion_lines(12)
+    lines[2] = "1," + "7 " * 20_000  # 40 kB on one line
+    result = _stage("emotion", [_write(tmp_path / "long.csv", lines)], tmp_path)
+    assert (result.rows_read, result.rows_rejected) == (12, 1)
+    assert result.reasons == {"line longer than 10000 bytes (a row of these datasets is under 40 kB)": 1}
+
+
+def test_cli_run_and_evaluate_print_one_line_errors_for_broken_files(tmp_path):
+    """No traceback, no bare 'Aborted!': the CLI names the file and what is wrong."""
+    from click.testing import CliRunner
+
+    from emotion_ai.pipelines import cli
+
+    whole = _write(tmp_path / "whole.csv.gz", _emotion_lines(300), gz=True).read_bytes()
+    (tmp_path / "cut.csv.gz").write_bytes(whole[:len(whole) // 2])
+    header_only = _write(tmp_path / "header.csv", ["emotion,pixels"])
+    (tmp_path / "repo").mkdir()
+    runner = CliRunner()
+    for args, expected in [
+        (["evaluate", "--model-repo", str(tmp_path / "repo"), "--emotion-csv", str(tmp_path / "cut.csv.gz")],
+         "cut.csv.gz: gzip data ends early"),
+        (["evaluate", "--model-repo", str(tmp_path / "repo"), "--emotion-csv", str(header_only)],
+         "header.csv: no emotion row to score (0 rejected)"),
+    ]:
+        result = runner.invoke(cli.main, args)
+        assert result.exit_code == 1, result.output
+        assert f"Error: {tmp_path}" in result.output and expected in result.output
+        assert "Traceback" not in result.output and "Aborted" not in result.output
