@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator
 
 from tfx.dsl.io import fileio
 
+from emotion_ai.components import file_modes
 from emotion_ai.components.branches import BRANCHES, by_name
 
 MIN_GOOD_ROWS = 10  # fewer valid rows than this cannot make a train and an eval split
@@ -271,6 +272,7 @@ def stage(kind: str, sources: Iterable, staged_path, rejected_path) -> StageResu
             # Nothing is lost: every line after the header is a row, staged or rejected.
             if rows_read - rows_before != last_line - 1:
                 raise AssertionError(f"{source}: {rows_read - rows_before} rows read of {last_line - 1} lines")
+    file_modes.private(staged_path)  # people's faces
     if rows_read != rows_staged + len(rejected_rows):
         raise AssertionError(f"{kind}: {rows_read} rows read != {rows_staged} staged + {len(rejected_rows)} rejected")
     good = rows_read - len(rejected_rows)
@@ -285,5 +287,6 @@ def stage(kind: str, sources: Iterable, staged_path, rejected_path) -> StageResu
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(REJECTED_COLUMNS)
             writer.writerows(rejected_rows)
+        file_modes.private(rejected_path)
     return StageResult(kind, sources, rows_read, len(rejected_rows), staged_path,
                        rejected_path if rejected_rows else None, reasons)

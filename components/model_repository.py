@@ -27,7 +27,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 from tfx.dsl.io import fileio
 
-from emotion_ai.components import spec
+from emotion_ai.components import file_modes, spec
 
 PathLike = str | os.PathLike
 
@@ -149,6 +149,7 @@ def write_atomically(path: PathLike, text: str) -> None:
     tmp = f"{os.path.dirname(path)}/.{os.path.basename(path)}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
     with fileio.open(tmp, "w") as f:
         f.write(text)
+    file_modes.served(tmp)  # a TF Serving of another user reads the configs
     fileio.rename(tmp, path, overwrite=True)
 
 

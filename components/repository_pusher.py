@@ -33,7 +33,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import json_utils, proto_utils
 
-from emotion_ai.components import model_repository
+from emotion_ai.components import file_modes, model_repository
 
 
 class RepositoryOwnedError(Exception):
@@ -119,6 +119,7 @@ def push_atomically(model_path: str, base: str, keep_versions: int) -> tuple[str
         if fileio.exists(staging):
             fileio.rmtree(staging)
         copy_tree(model_path, staging)
+        file_modes.served(staging, tree=True)  # whatever the Trainer's umask: a serving user reads it
         fileio.rename(staging, final)  # atomic on one filesystem
     else:
         copy_tree(model_path, final)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from emotion_ai.components import credentials
 from emotion_ai.components.branches import BRANCHES, EMOTION, KEYPOINTS
 from emotion_ai.pipelines import config
 
@@ -19,6 +20,7 @@ def _profile(name: str) -> config.Profile:
 def main() -> None:
     """Emotion AI Pipeline: facial key points and expressions, trained, gated and served with TFX."""
     config.set_runtime_environment()  # every command imports TensorFlow after this, if at all
+    credentials.redact_log_records()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
@@ -89,7 +91,7 @@ def run(profile, keypoints_csvs, emotion_csvs, data_dir, pipeline_root, model_re
                               enable_cache=not no_cache, allow_other_profile=allow_other_profile,
                               beam_args=beam_args)
     except (InputDataError, scheduler.RunBusyError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(credentials.redact(str(exc))) from None
     from emotion_ai.pipelines import local_runner
 
     click.echo(local_runner.format_summary(result))
@@ -110,7 +112,7 @@ def evaluate(model_repo, keypoints_csv, emotion_csv, out) -> None:
     try:
         result = evaluation.evaluate(model_repo, {KEYPOINTS.name: keypoints_csv, EMOTION.name: emotion_csv})
     except (InputDataError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(credentials.redact(str(exc))) from None
     evaluation.write_json(result, out)
     click.echo(evaluation.format_table(result))
     click.echo(f"wrote {out}")
@@ -132,7 +134,7 @@ def report(run_id, pipeline_root, out) -> None:
     try:
         path = report_lib.write(pipeline_root, None if run_id == "latest" else run_id, out)
     except (KeyError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc).strip("'\"")) from None
+        raise click.ClickException(credentials.redact(str(exc).strip("'\""))) from None
     click.echo(str(path))
 
 
@@ -174,12 +176,15 @@ def schedule(cron, profile, data_dir, pipeline_root, model_repo, max_runs, beam_
 
 @main.command()
 @click.option("--pipeline-root", type=click.Path(path_type=Path), default=config.PIPELINE_ROOT, show_default=True)
-@click.option("--last", type=int, default=20, show_default=True)
+@click.option("--last", type=click.IntRange(min=1), default=20, show_default=True, help="How many of the latest runs.")
 def runs(pipeline_root, last) -> None:
     """List the run history: every manual and scheduled run of this pipeline root."""
     from emotion_ai.pipelines import scheduler
 
-    entries = scheduler.read_history(pipeline_root)[-last:]
+    entries, problems = scheduler.history_entries(pipeline_root)
+    for problem in problems:
+        click.echo(f"warning: {scheduler.history_path(pipeline_root)} {problem}: skipped", err=True)
+    entries = entries[-last:]
     if not entries:
         click.echo(f"no runs recorded in {scheduler.history_path(pipeline_root)}")
         return
@@ -209,7 +214,7 @@ def beam_worker_pool(host, port, processes) -> None:
     try:
         beam_workers.serve(host, port, processes)
     except (OSError, RuntimeError) as error:
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(credentials.redact(str(error))) from None
 
 
 @main.command()
@@ -225,7 +230,7 @@ def serve(model_repo, host, port, poll_seconds, max_request_mb) -> None:
     try:
         server.serve(model_repo, host, port, poll_seconds, int(max_request_mb * 1024 * 1024))
     except FileNotFoundError as error:
-        raise click.ClickException(str(error)) from error
+        raise click.ClickException(credentials.redact(str(error))) from error
 
 
 @main.command()
@@ -256,7 +261,7 @@ def rollback(model, version, latest, model_repo) -> None:
     try:
         model_repository.set_pin(model_repo, model, None if latest else version)
     except ValueError as error:
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(credentials.redact(str(error))) from None
     if latest:
         click.echo(f"{model}: pin removed, serving the newest version ({available[-1]})")
     else:
@@ -281,7 +286,7 @@ def predict(inputs, server, model_repo, out) -> None:
         summaries, errors = predict_lib.run(list(inputs), out, model_repo=None if server else model_repo, server=server,
                                             progress=lambda xs: tqdm(xs, desc="predict", unit="file"))
     except (FileNotFoundError, ServingError) as error:
-        raise click.ClickException(str(error)) from error
+        raise click.ClickException(credentials.redact(str(error))) from error
     for s in summaries:
         if "faces" in s:
             found = f"{s['faces']} face(s): {', '.join(s['labels'])}" if s["faces"] else "no face found"
@@ -289,7 +294,7 @@ def predict(inputs, server, model_repo, out) -> None:
         else:
             click.echo(f"{s['input']}: {s['rows_scored']} rows scored, {s['rows_rejected']} rejected -> {s['json']}")
     for error in errors:
-        click.echo(f"error: {error}", err=True)
+        click.echo(f"error: {credentials.redact(error)}", err=True)
     if errors:
         raise SystemExit(1)
 
@@ -330,7 +335,7 @@ def compile_kubeflow(out, image, pipeline_root, data, model_repo, profile, beam_
                                        profile=_profile(profile), trainer=trainer, tracking_uri=tracking_uri,
                                        **kwargs)
     except ValueError as error:  # a CPU or memory quantity Kubernetes would not take
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(credentials.redact(str(error))) from None
     click.echo(str(path))
 
 
@@ -350,7 +355,7 @@ def deploy_kubeflow(host, cron, spec, experiment, namespace) -> None:
     try:
         result = deploy.deploy(spec, host, cron, experiment=experiment, namespace=namespace)
     except (ValueError, FileNotFoundError) as error:
-        raise click.ClickException(str(error)) from error
+        raise click.ClickException(credentials.redact(str(error))) from error
     click.echo(f"pipeline {result.pipeline_id} version {result.version_id}; experiment {result.experiment_id}; "
                f"recurring run {result.recurring_run_id} on cron '{result.cron}'"
                + (f" (replaced {', '.join(result.replaced_recurring_runs)})" if result.replaced_recurring_runs else ""))

@@ -23,6 +23,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 from tfx.types.experimental import simple_artifacts
 
+from emotion_ai.components import credentials
 from emotion_ai.components.branches import BRANCHES
 from emotion_ai.pipelines import report, run_summary, tracking
 
@@ -106,7 +107,7 @@ class TrackingExecutor(base_executor.BaseExecutor):
             summary = _summary(context.run_id, input_dict)
             run_id, location = tracking.track(summary, context, report_artifact.uri, uri)
         except Exception as error:  # noqa: BLE001 - the models are pushed; tracking must not fail the run
-            reason = f"tracking failed: {type(error).__name__}: {tracking.without_credentials(str(error))[:500]}"
+            reason = f"tracking failed: {type(error).__name__}: {credentials.redact(str(error))[:500]}"
             logging.warning("MLflow: this run is not tracked (%s)", reason)
             return _untracked(out, reason)
         out.set_int_custom_property("tracked", 1)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tfx.dsl.io import fileio
 
+from emotion_ai.components import file_modes
 from emotion_ai.components.branches import BRANCHES
 from emotion_ai.components.common import report_parts as rp
 from emotion_ai.data import generator
@@ -251,6 +252,7 @@ def write_artifact(summary: run_summary.RunSummary, context: RunContext, uri: st
                        (SUMMARY_FILE, json.dumps(figures, indent=1, default=str))):
         with fileio.open(f"{uri}/{name}", "w") as f:
             f.write(text)
+        file_modes.private(f"{uri}/{name}")  # the report shows faces
     return f"{uri}/{REPORT_FILE}"
 
 
@@ -289,4 +291,5 @@ def write(pipeline_root: Path, run_id: str | None = None, out: Path | None = Non
     out = Path(out) if out else Path(pipeline_root) / "reports" / run_id / REPORT_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
+    file_modes.private(out)  # the report shows faces
     return out

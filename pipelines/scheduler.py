@@ -26,6 +26,8 @@ from pathlib import Path
 from croniter import croniter
 from filelock import FileLock, Timeout
 
+from emotion_ai.components import credentials
+
 log = logging.getLogger("emotion_ai.scheduler")
 HISTORY_FILE = "run_history.jsonl"
 LOCK_FILE = ".run.lock"
@@ -40,17 +42,56 @@ def history_path(pipeline_root: Path) -> Path:
 
 
 def append_history(pipeline_root: Path, record: dict) -> None:
+    """Append ``record`` as one whole line: one ``write`` in append mode, then ``fsync``, so
+    a crash loses at most this line, never glues two together. If an earlier writer died
+    mid-line, this one starts on a new line (the torn line is then reported and skipped)."""
     path = history_path(pipeline_root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    line = json.dumps(record).encode() + b"\n"
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+REQUIRED_KEYS = ("start", "status")
+
+
+def history_entries(pipeline_root: Path) -> tuple[list[dict], list[str]]:
+    """``(records, problems)``: every whole record of the history, and for every line that
+    is not one (torn by a crash, edited by hand), ``"line N: why"``."""
+    path = history_path(pipeline_root)
+    if not path.exists():
+        return [], []
+    entries, problems = [], []
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                entry = json.loads(raw)
+            except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+                problems.append(f"line {number}: not a whole JSON record ({error})")
+                continue
+            missing = [k for k in REQUIRED_KEYS if not isinstance(entry, dict) or k not in entry]
+            if missing:
+                problems.append(f"line {number}: record lacks {', '.join(missing)}")
+                continue
+            entries.append(entry)
+    return entries, problems
 
 
 def read_history(pipeline_root: Path) -> list[dict]:
-    path = history_path(pipeline_root)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The whole records of the history; each broken line is logged once and skipped."""
+    entries, problems = history_entries(pipeline_root)
+    for problem in problems:
+        log.warning("%s %s: skipped", history_path(pipeline_root), problem)
+    return entries
 
 
 class RunBusyError(RuntimeError):
@@ -85,9 +126,9 @@ def run_locked(pipeline_root: Path, run: Callable[[], object], trigger: str = "s
     except BaseException as exc:  # noqa: BLE001 - recorded, and the scheduler goes on
         error = exc
         record.update(status="aborted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                      error=f"{type(exc).__name__}: {exc}")
+                      error=credentials.redact(f"{type(exc).__name__}: {exc}"))
         if not raise_errors:
-            log.error("run failed: %s\n%s", exc, traceback.format_exc())
+            log.error("run failed: %s\n%s", exc, credentials.redact(traceback.format_exc()))
     finally:
         record["end"] = _now().isoformat(timespec="seconds")
         lock.release()

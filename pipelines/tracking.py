@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 
 from tfx.dsl.io import fileio
 
-from emotion_ai.components import repository_pusher
+from emotion_ai.components import credentials, repository_pusher
 from emotion_ai.components.branches import BRANCHES
 from emotion_ai.pipelines import config, run_summary
 
@@ -39,12 +38,6 @@ def registered_name(branch: str) -> str:
 
 def uri_is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
-
-
-def without_credentials(text: str) -> str:
-    """``text`` (a URI, or an error message quoting one) with every ``user:password@`` of a
-    URL removed: what may be printed, logged or stored."""
-    return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@", r"\1", text)
 
 
 def _experiment(mlflow, pipeline_root: str) -> str:
@@ -70,7 +63,7 @@ def _history(summary: run_summary.RunSummary, branch) -> dict[str, list[float]]:
 
 def run_location(uri: str, experiment_id: str, run_id: str) -> str:
     """A link to the run for a tracking server; for a local store, how to look at it."""
-    uri = without_credentials(uri)
+    uri = credentials.redact(uri)
     if uri_is_server(uri):
         return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
     return f"mlflow ui --backend-store-uri {uri}"

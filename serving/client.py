@@ -11,12 +11,14 @@ import base64
 import numpy as np
 import requests
 
+from emotion_ai.components import credentials
+
 
 class ServingError(RuntimeError):
     """A non-2xx answer, with TF Serving's ``{"error": ...}`` message."""
 
     def __init__(self, status: int, message: str, url: str):
-        super().__init__(f"{url}: HTTP {status}: {message}")
+        super().__init__(credentials.redact(f"{url}: HTTP {status}: {message}"))
         self.status, self.message = status, message
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emotion_ai.components import file_modes
 from emotion_ai.components.branches import BRANCHES, by_name
 from emotion_ai.serving import request_checks
 
@@ -187,12 +188,14 @@ def run(inputs: list[Path], out_dir: Path, model_repo: Path | None = None, serve
                 target = out_dir / f"{stem}.json"
                 image_path = out_dir / f"{stem}.annotated.png"
                 cv2.imwrite(str(image_path), annotated)
+                file_modes.private(image_path)  # a person's photo
                 summary = {"input": str(path), "json": str(target), "image": str(image_path),
                            "faces": len(result["faces"]),
                            "labels": [caption(f) for f in result["faces"]]}
                 if not result["faces"]:
                     result["message"] = "no face found"
             target.write_text(json.dumps(result, indent=2))
+            file_modes.private(target)
             summaries.append(summary)
         except PredictError as error:
             errors.append(str(error))

@@ -1,6 +1,8 @@
 """The ``emotion-ai`` command line: clear one-line errors for unusable inputs."""
 from __future__ import annotations
 
+import os
+
 from click.testing import CliRunner
 from conftest import cli
 
@@ -40,6 +42,10 @@ def test_a_manual_run_is_quiet_shows_progress_is_recorded_and_holds_the_lock(fir
     assert any("Trainer_keypoints done in" in line for line in console)
     assert "gate: BLESSED (Evaluator on the test split" in done.stdout
     assert "2 rejected" in done.stdout, "the malformed rows beside the good data are counted on the console"
+    result = first_run_cli["result"]
+    private = [result.report_path] + [b.rejected_rows for b in result.summary.branches.values() if b.rejected_rows]
+    assert len(private) >= 2 and all(os.stat(p).st_mode & 0o007 == 0 for p in private), "faces: not world-readable"
+    assert os.stat(workspace["repo"] / "models.config").st_mode & 0o004, "a serving user reads the configs"
     logs = [p for p in (root / "logs").glob("run-*.log") if run_id in p.read_text()]
     assert len(logs) == 1 and len(logs[0].read_text().splitlines()) > 10 * len(console)
     first = scheduler.read_history(root)[0]
