@@ -493,5 +493,20 @@ def serve(model_repo: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     if not Path(model_repo).is_dir():
         raise FileNotFoundError(f"{model_repo}: no model repository (run the pipeline first, or pass --model-repo)")
     app = create_app(Path(model_repo), poll_seconds, max_request_bytes)
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
+    uvicorn.Server(uvicorn_config(app, host, port)).run()
 
+
+def uvicorn_config(app, host: str, port: int, log_level: str = "info", *,
+                   request_seconds: float = spec.SERVING_REQUEST_SECONDS,
+                   keep_alive_seconds: float = spec.SERVING_KEEP_ALIVE_SECONDS,
+                   max_connections: int = spec.SERVING_MAX_CONNECTIONS):
+    """uvicorn's settings for ``app``: the connection limits of ``serving.connections``
+    (request time, keep-alive, connection cap) on uvicorn's h11 protocol."""
+    import uvicorn
+
+    from emotion_ai.serving.connections import BoundedH11Protocol
+
+    protocol = type("BoundedH11Protocol", (BoundedH11Protocol,),
+                    {"request_seconds": request_seconds, "max_connections": max_connections})
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, http=protocol,
+                          timeout_keep_alive=max(1, round(keep_alive_seconds)), timeout_graceful_shutdown=10)

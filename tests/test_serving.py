@@ -53,7 +53,7 @@ def server(repo):
 
     port = _free_port()
     app = server_lib.create_app(repo, poll_seconds=0.2, max_request_bytes=1024 * 1024)
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    uv = uvicorn.Server(server_lib.uvicorn_config(app, "127.0.0.1", port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
     deadline = time.time() + 60
