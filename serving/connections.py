@@ -94,7 +94,8 @@ class BoundedH11Protocol(H11Protocol):
         if self.transport.is_closing():
             return
         _too_slow(f"a request not whole after {self.request_seconds:g} s: connection closed")
-        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE) and (self.cycle is None or not self.cycle.response_started):
+        answered = self.cycle is not None and self.cycle.response_started
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not answered:
             self.transport.write(_canned(408, "Request Timeout",
                                          f"the request did not arrive whole within {self.request_seconds:g} s"))
         if self.cycle is not None:
