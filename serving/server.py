@@ -111,6 +111,7 @@ class ModelRegistry:
         self.metrics = metrics or Metrics()
         self._served: dict[str, LoadedVersion] = {}
         self._failed: dict[tuple[str, int], LoadFailure] = {}
+        self._missing_pins: dict[str, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -133,7 +134,8 @@ class ModelRegistry:
         versions = model_repository.version_dirs(self.repo / name)
         if name in pins and pins[name] in versions:
             return [pins[name]]  # rolled back: TF Serving's "specific" version policy
-        if name in pins and versions:
+        if name in pins and versions and self._missing_pins.get(name) != pins[name]:
+            self._missing_pins[name] = pins[name]  # one ERROR line per missing pin, not one per poll
             log.error("%s is pinned to version %d, which is not on disk; serving the newest loadable version",
                       name, pins[name])
         return versions[::-1]

@@ -312,6 +312,12 @@ def test_the_newest_loadable_version_is_served_and_a_failed_one_retried(repo, tm
         registry.poll_once()
         assert registry.get("emotion", None).version == 3 and len(errors()) == 3
 
+        model_repository.set_pin(tmp_path / "repo", "emotion", 3)
+        shutil.rmtree(base / "3")  # the pinned version is gone: one ERROR line, not one per poll
+        for _ in range(5):
+            registry.poll_once()
+        assert len(errors()) == 4 and "pinned to version 3, which is not on disk" in errors()[3]
+
 
 def test_client_against_the_server(server, repo, faces):
     client = ServingClient(server)
