@@ -28,7 +28,7 @@ setup(
         "opencv-python-headless<5", "prometheus-client", "requests", "pyyaml", "pillow", "matplotlib", "click",
         "croniter", "filelock", "tqdm", "scikit-learn",
         # imported directly, though the stack above brings them too
-        "absl-py", "grpcio", "protobuf", "starlette", "tensorflow-metadata", "tfx-bsl",
+        "absl-py", "grpcio", "h11", "protobuf", "starlette", "tensorflow-metadata", "tfx-bsl",
     ],
     entry_points={"console_scripts": ["emotion-ai=emotion_ai.pipelines.cli:main"]},
 )
