@@ -117,7 +117,8 @@ def physical_lines(path) -> Iterator[tuple[int, str, str | None]]:
     Lines are split on LF (a CRLF's CR is dropped), so one line is one record: the datasets
     never quote a line end, and a stray quote costs one rejected row, not the rows after it.
     A line that is not UTF-8 or longer than ``MAX_LINE_BYTES`` comes back with its problem
-    (and, for the record, its bytes escaped); a UTF-8 BOM before the header is dropped. A
+    and, for the record, its bytes escaped (of an overlong line, its first 200 bytes: memory
+    stays bounded); a UTF-8 BOM before the header is dropped. A
     file that cannot be read on raises ``InputDataError`` naming it and the line it reached.
     """
     path = os.fspath(path)
@@ -144,10 +145,11 @@ def physical_lines(path) -> Iterator[tuple[int, str, str | None]]:
                     f"line longer than {MAX_LINE_BYTES} bytes (a row of these datasets is under 40 kB)"
                 continue
             try:
-                yield number, raw.decode("utf-8"), None
+                text, problem = raw.decode("utf-8"), None
             except UnicodeDecodeError as error:
-                yield number, raw.decode("utf-8", "backslashreplace"), \
-                    f"not UTF-8 text: byte 0x{raw[error.start]:02x} at column {error.start + 1}"
+                text = raw.decode("utf-8", "backslashreplace")
+                problem = f"not UTF-8 text: byte 0x{raw[error.start]:02x} at column {error.start + 1}"
+            yield number, text, problem
 
 
 def _fields(text: str) -> list[str]:
