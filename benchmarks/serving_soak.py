@@ -244,6 +244,20 @@ def _slow_copy(source: Path, target: Path, seconds: float) -> None:
                 time.sleep(seconds / len(files) / 4)
 
 
+def _error_kinds(log_lines: list[str]) -> dict[str, int]:
+    """The server's ERROR lines by kind (their text up to the first digit or colon), to show
+    they are one per failed load, not a flood."""
+    import re
+
+    kinds: dict[str, int] = {}
+    for line in log_lines:
+        if " ERROR " in line:
+            message = line.split(" ERROR ", 1)[1]
+            kind = re.split(r"[0-9:(]", message.split(": ", 1)[-1], maxsplit=1)[0].strip()[:80]
+            kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-repo", type=Path, default=config.MODEL_REPO)
@@ -320,6 +334,7 @@ def main(argv=None) -> int:
         "events": events,
         "server_alive_at_end": alive,
         "server_log_error_lines": sum(" ERROR " in line for line in log_lines),
+        "server_log_error_kinds": _error_kinds(log_lines),
         "server_log_lines": len(log_lines),
     }
     slow_event = events["slow non-atomic copy"]
@@ -350,7 +365,8 @@ def markdown(r: dict) -> str:
         lines.append(f"| {name} | {e['model']} | {e['version']} | {e['at']} | {served} |")
     lines += ["", f"Hostile requests refused as expected: {r['refused_as_expected']}. Server alive at the end: "
               f"{r['server_alive_at_end']}; its log: {r['server_log_lines']} lines, {r['server_log_error_lines']} "
-              f"ERROR. Slow copy served only once complete: {r['slow_copy_served_only_when_complete']}; corrupt "
+              f"ERROR ({r['server_log_error_kinds']}). Slow copy served only once complete: "
+              f"{r['slow_copy_served_only_when_complete']}; corrupt "
               f"version never served: {r['corrupt_version_never_served']}.",
               f"Targets: {r['target']['failures']} failures, RSS growth <= {r['target']['rss_growth_mb']} MB."]
     if r["failure_samples"]:
