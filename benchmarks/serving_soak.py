@@ -253,7 +253,8 @@ def _error_kinds(log_lines: list[str]) -> dict[str, int]:
     for line in log_lines:
         if " ERROR " in line:
             message = line.split(" ERROR ", 1)[1]
-            kind = re.split(r"[0-9:(]", message.split(": ", 1)[-1], maxsplit=1)[0].strip()[:80]
+            text = message.split(": ", 1)[-1]
+            kind = re.split(r"[0-9:(]", text, maxsplit=1)[0].strip()[:80] or text[:80]
             kinds[kind] = kinds.get(kind, 0) + 1
     return kinds
 

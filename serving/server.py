@@ -38,6 +38,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from tensorflow.core.framework import types_pb2
 
 from emotion_ai.components import model_repository, spec
@@ -48,6 +49,7 @@ log = logging.getLogger("emotion_ai.serve")
 DEFAULT_HOST = "127.0.0.1"  # loopback unless the operator opts in to exposing it
 DEFAULT_PORT = 8501  # TF Serving's REST port
 MAX_REQUEST_BYTES = spec.SERVING_MAX_REQUEST_BYTES
+CLIENT_CLOSED = 499  # nginx's status for a client that left mid-request: nobody receives it, the metrics count it
 POLL_SECONDS = 1.0  # TF Serving's --file_system_poll_wait_seconds default
 
 
@@ -456,11 +458,14 @@ def create_app(model_repo: Path, poll_seconds: float = POLL_SECONDS,
         if declared is not None and declared.isdigit() and int(declared) > max_request_bytes:
             raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {max_request_bytes}")
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_request_bytes:
-                raise ApiError(413, f"request body exceeds the limit of {max_request_bytes} bytes")
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_request_bytes:
+                    raise ApiError(413, f"request body exceeds the limit of {max_request_bytes} bytes")
+                chunks.append(chunk)
+        except ClientDisconnect:  # the client's doing, not a server error: counted, never an ERROR line
+            raise ApiError(CLIENT_CLOSED, "the client closed the connection before its request was whole") from None
         try:
             return json.loads(b"".join(chunks) or b"null")
         except (json.JSONDecodeError, UnicodeDecodeError) as error:

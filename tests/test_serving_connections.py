@@ -114,6 +114,20 @@ def test_a_body_at_a_byte_a_second_is_cut_off(address):
     _healthy(address)
 
 
+def test_a_client_that_leaves_mid_body_is_not_a_server_error(address, caplog):
+    """The soak benchmark's abandoned bodies each logged an ERROR with a traceback
+    (starlette's ClientDisconnect): a client's doing is not the server's error."""
+    with caplog.at_level(logging.INFO, logger="emotion_ai.serve"):
+        for _ in range(3):
+            with _connect(address) as sock:
+                sock.sendall(b"POST /v1/models/emotion:predict HTTP/1.1\r\nHost: x\r\n"
+                             b"content-length: 999\r\n\r\n{")
+                time.sleep(0.1)
+        time.sleep(0.5)
+        _healthy(address)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+
+
 def test_an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not(address):
     with _connect(address) as sock:
         for _ in range(3):  # requests in quick succession keep the connection
