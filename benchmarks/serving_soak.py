@@ -293,9 +293,12 @@ def main(argv=None) -> int:
             staging.rename(repo / "keypoints" / str(swap))
             events["version swap"] = {"model": "keypoints", "version": swap, "at": time.monotonic() - t0}
             at(0.4)
-            broken = repo / "emotion" / str(corrupt)
+            # a bad push: corrupt when it appears (made aside, then renamed in), so the poller
+            # cannot load the good copy before the damage is done
+            broken = repo / "emotion" / f".incoming-{corrupt}"
             shutil.copytree(repo / "emotion" / str(newest["emotion"]), broken)
             (broken / "saved_model.pb").write_bytes(b"not a SavedModel" * 64)
+            broken.rename(repo / "emotion" / str(corrupt))
             events["corrupt version"] = {"model": "emotion", "version": corrupt, "at": time.monotonic() - t0}
             at(0.55)
             started = time.monotonic() - t0
@@ -336,6 +339,7 @@ def main(argv=None) -> int:
         "server_alive_at_end": alive,
         "server_log_error_lines": sum(" ERROR " in line for line in log_lines),
         "server_log_error_kinds": _error_kinds(log_lines),
+        "server_log_error_samples": [line[:300] for line in log_lines if " ERROR " in line][:12],
         "server_log_lines": len(log_lines),
     }
     slow_event = events["slow non-atomic copy"]
