@@ -155,23 +155,35 @@ def schedule(cron, profile, data_dir, pipeline_root, model_repo, max_runs, beam_
     if not croniter.is_valid(cron):  # before TensorFlow is imported: a typo costs a second, not thirty
         raise click.ClickException(f"invalid cron expression {cron!r}: 5 fields (minute hour day-of-month month "
                                    "day-of-week), or 6 with seconds last")
-    from emotion_ai.pipelines import console, scheduler
+    import functools
+
+    from emotion_ai.pipelines import scheduler
 
     chosen = _profile(profile)
-    repo = _model_repo(model_repo, chosen)
-
-    def one_run():
-        log_file = console.log_path(pipeline_root)
-        click.echo(f"scheduled run, profile {chosen.name}: full log in {log_file}")
-        with console.quiet_logs(log_file, verbose) as out:
-            from emotion_ai.pipelines import local_runner
-
-            result = local_runner.run(chosen, pipeline_root, repo, data_dir, beam_args=beam_args,
-                                      progress=lambda line: print(line, file=out, flush=True))
-        click.echo(local_runner.format_summary(result))
-        return result
-
+    one_run = functools.partial(scheduled_run, chosen.name, Path(pipeline_root), _model_repo(model_repo, chosen),
+                                Path(data_dir), tuple(beam_args), verbose)
     scheduler.schedule(cron, pipeline_root, one_run, max_runs=max_runs)
+
+
+def scheduled_run(profile: str, pipeline_root: Path, model_repo: Path, data_dir: Path, beam_args: tuple,
+                  verbose: bool) -> dict:
+    """One scheduled run, in the child process the scheduler starts for it (a fresh
+    interpreter: the runtime environment and logging are set up here); returns its history
+    fields."""
+    config.set_runtime_environment()
+    credentials.redact_log_records()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from emotion_ai.pipelines import console, scheduler
+
+    log_file = console.log_path(pipeline_root)
+    click.echo(f"scheduled run, profile {profile}: full log in {log_file}")
+    with console.quiet_logs(log_file, verbose) as out:
+        from emotion_ai.pipelines import local_runner
+
+        result = local_runner.run(config.PROFILES[profile], pipeline_root, model_repo, data_dir, beam_args=beam_args,
+                                  progress=lambda line: print(line, file=out, flush=True))
+    click.echo(local_runner.format_summary(result))
+    return scheduler.describe(result)
 
 
 @main.command()

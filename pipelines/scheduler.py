@@ -8,14 +8,19 @@ that every local run, manual (``emotion-ai run``) or scheduled, goes through (``
 * Every tick appends one JSON line to ``<pipeline root>/run_history.jsonl``: start, end,
   status (succeeded, failed, skipped, aborted), models blessed/pushed, report path, error.
   A failed run is recorded and the scheduler goes on.
+* Each scheduled run runs in a child process of its own (``isolated``: a fresh interpreter,
+  its own process group), so TensorFlow/Beam state never carries from one run to the next
+  and a native crash (a segfault, an abort, the OOM killer) ends that run, not the scheduler.
+  The history records how each run ended (``exit``: ok, exception, killed by signal ...).
 * SIGINT/SIGTERM: the current run is allowed to finish, then the scheduler exits; a second
-  signal aborts at once (recorded as aborted).
+  signal aborts at once (the run's process group is killed; recorded as aborted).
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import threading
@@ -98,6 +103,72 @@ class RunBusyError(RuntimeError):
     """Another run holds the pipeline root's lock."""
 
 
+class ChildRunError(RuntimeError):
+    """A run in a child process failed; ``exit`` says how it ended."""
+
+    def __init__(self, message: str, exit: str):  # noqa: A002 - the history's field
+        super().__init__(message)
+        self.exit = exit
+
+
+_children: set[multiprocessing.process.BaseProcess] = set()  # runs going now, killed on a second signal
+
+
+def _child_main(run: Callable[[], object], sender) -> None:
+    os.setpgrp()  # a terminal's Ctrl-C reaches the scheduler, which decides; a kill reaches the run's helpers
+    try:
+        fields = describe(run())
+    except BaseException as exc:  # noqa: BLE001 - reported to the scheduler, then this process exits 1
+        sender.send(("error", credentials.redact(f"{type(exc).__name__}: {exc}"),
+                     credentials.redact(traceback.format_exc())))
+        raise SystemExit(1) from None
+    sender.send(("ok", fields))
+
+
+def isolated(run: Callable[[], object]) -> Callable[[], dict]:
+    """``run`` (picklable: a module-level function or a ``functools.partial`` of one) made to
+    run in a fresh Python process (``spawn``) in its own process group. The returned callable
+    returns the run's history fields, or raises ``ChildRunError`` saying how it ended."""
+    def in_child() -> dict:
+        context = multiprocessing.get_context("spawn")
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=_child_main, args=(run, sender), name="emotion-ai-run", daemon=False)
+        process.start()
+        sender.close()
+        _children.add(process)
+        message = None
+        try:
+            while message is None and (process.is_alive() or receiver.poll()):
+                try:
+                    if receiver.poll(0.5):
+                        message = receiver.recv()
+                except EOFError:  # the child died without a word
+                    break
+            process.join()
+        finally:
+            _children.discard(process)
+            receiver.close()
+        if message is not None and message[0] == "ok":
+            return message[1]
+        if message is not None:
+            log.error("run failed in its process (pid %d): %s\n%s", process.pid, message[1], message[2])
+            raise ChildRunError(message[1], "exception")
+        code = process.exitcode
+        how = f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0 \
+            else f"exit code {code}"
+        raise ChildRunError(f"the run's process (pid {process.pid}) ended without a result: {how}", how)
+
+    return in_child
+
+
+def _kill_children() -> None:
+    for process in list(_children):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # the run and whatever it started (Beam workers)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def run_locked(pipeline_root: Path, run: Callable[[], object], trigger: str = "schedule",
                raise_errors: bool = False) -> dict:
     """Run ``run()`` under the pipeline root's lock; return (and record) its history entry.
@@ -122,11 +193,13 @@ def run_locked(pipeline_root: Path, run: Callable[[], object], trigger: str = "s
     error = None
     try:
         result = run()
-        record.update(status="succeeded", **_describe(result))
+        record.update(status="succeeded", exit="ok", **describe(result))
     except BaseException as exc:  # noqa: BLE001 - recorded, and the scheduler goes on
         error = exc
         record.update(status="aborted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                      error=credentials.redact(f"{type(exc).__name__}: {exc}"))
+                      exit=getattr(exc, "exit", "interrupted" if isinstance(exc, KeyboardInterrupt) else "exception"),
+                      error=credentials.redact(str(exc) if isinstance(exc, ChildRunError)
+                                               else f"{type(exc).__name__}: {exc}"))
         if not raise_errors:
             log.error("run failed: %s\n%s", exc, credentials.redact(traceback.format_exc()))
     finally:
@@ -138,7 +211,9 @@ def run_locked(pipeline_root: Path, run: Callable[[], object], trigger: str = "s
     return record
 
 
-def _describe(result) -> dict:
+def describe(result) -> dict:
+    if isinstance(result, dict):  # already described, by a run in a child process
+        return result
     summary = getattr(result, "summary", None)
     if summary is None:
         return {}
@@ -154,11 +229,13 @@ def _describe(result) -> dict:
 
 
 def schedule(cron: str, pipeline_root: Path, run: Callable[[], object], max_runs: int | None = None,
-             stop: threading.Event | None = None) -> list[dict]:
+             stop: threading.Event | None = None, isolate: bool = True) -> list[dict]:
     """Tick on ``cron`` until stopped (or ``max_runs`` runs have finished); return this
-    scheduler's history entries."""
+    scheduler's history entries. Each run runs in a child process (``isolated``; ``run``
+    must then be picklable) unless ``isolate`` is False."""
     if not croniter.is_valid(cron):
         raise ValueError(f"invalid cron expression: {cron!r}")
+    run = isolated(run) if isolate else run
     stop = stop or threading.Event()
     entries: list[dict] = []
     worker: threading.Thread | None = None
@@ -168,8 +245,10 @@ def schedule(cron: str, pipeline_root: Path, run: Callable[[], object], max_runs
         signals["count"] += 1
         if signals["count"] > 1:
             log.error("second signal: aborting now")
+            _kill_children()
             append_history(pipeline_root, {"start": _now().isoformat(timespec="seconds"), "status": "aborted",
-                                           "end": _now().isoformat(timespec="seconds"), "error": "second signal"})
+                                           "end": _now().isoformat(timespec="seconds"), "error": "second signal",
+                                           "exit": "killed by the scheduler"})
             os._exit(130)
         log.warning("signal %s: finishing the current run, then stopping", signal.Signals(signum).name)
         stop.set()
