@@ -16,12 +16,30 @@ def _profile(name: str) -> config.Profile:
     return config.PROFILES[name]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
-    """Emotion AI Pipeline: facial key points and expressions, trained, gated and served with TFX."""
-    config.set_runtime_environment()  # every command imports TensorFlow after this, if at all
+class _RedactingGroup(click.Group):
+    """Every command's error message is redacted before click prints it (a URI in an
+    exception may carry credentials)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as error:
+            error.message = credentials.redact(error.message)
+            raise
+
+
+def _set_up_process() -> None:
+    """The runtime environment and logging of a process running a command (this one, or a
+    scheduled run's child); TensorFlow is imported after this, if at all."""
+    config.set_runtime_environment()
     credentials.redact_log_records()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@click.group(cls=_RedactingGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Emotion AI Pipeline: facial key points and expressions, trained, gated and served with TFX."""
+    _set_up_process()
 
 
 def _model_repo(model_repo: Path | None, profile: config.Profile) -> Path:
@@ -91,7 +109,7 @@ def run(profile, keypoints_csvs, emotion_csvs, data_dir, pipeline_root, model_re
                               enable_cache=not no_cache, allow_other_profile=allow_other_profile,
                               beam_args=beam_args)
     except (InputDataError, scheduler.RunBusyError) as exc:
-        raise click.ClickException(credentials.redact(str(exc))) from None
+        raise click.ClickException(str(exc)) from None
     from emotion_ai.pipelines import local_runner
 
     click.echo(local_runner.format_summary(result))
@@ -112,7 +130,7 @@ def evaluate(model_repo, keypoints_csv, emotion_csv, out) -> None:
     try:
         result = evaluation.evaluate(model_repo, {KEYPOINTS.name: keypoints_csv, EMOTION.name: emotion_csv})
     except (InputDataError, FileNotFoundError) as exc:
-        raise click.ClickException(credentials.redact(str(exc))) from None
+        raise click.ClickException(str(exc)) from None
     evaluation.write_json(result, out)
     click.echo(evaluation.format_table(result))
     click.echo(f"wrote {out}")
@@ -134,7 +152,7 @@ def report(run_id, pipeline_root, out) -> None:
     try:
         path = report_lib.write(pipeline_root, None if run_id == "latest" else run_id, out)
     except (KeyError, FileNotFoundError) as exc:
-        raise click.ClickException(credentials.redact(str(exc).strip("'\""))) from None
+        raise click.ClickException(str(exc).strip("'\"")) from None
     click.echo(str(path))
 
 
@@ -170,9 +188,7 @@ def scheduled_run(profile: str, pipeline_root: Path, model_repo: Path, data_dir:
     """One scheduled run, in the child process the scheduler starts for it (a fresh
     interpreter: the runtime environment and logging are set up here); returns its history
     fields."""
-    config.set_runtime_environment()
-    credentials.redact_log_records()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _set_up_process()
     from emotion_ai.pipelines import console, scheduler
 
     log_file = console.log_path(pipeline_root)
@@ -226,7 +242,7 @@ def beam_worker_pool(host, port, processes) -> None:
     try:
         beam_workers.serve(host, port, processes)
     except (OSError, RuntimeError) as error:
-        raise click.ClickException(credentials.redact(str(error))) from None
+        raise click.ClickException(str(error)) from None
 
 
 @main.command()
@@ -242,7 +258,7 @@ def serve(model_repo, host, port, poll_seconds, max_request_mb) -> None:
     try:
         server.serve(model_repo, host, port, poll_seconds, int(max_request_mb * 1024 * 1024))
     except FileNotFoundError as error:
-        raise click.ClickException(credentials.redact(str(error))) from error
+        raise click.ClickException(str(error)) from error
 
 
 @main.command()
@@ -273,7 +289,7 @@ def rollback(model, version, latest, model_repo) -> None:
     try:
         model_repository.set_pin(model_repo, model, None if latest else version)
     except ValueError as error:
-        raise click.ClickException(credentials.redact(str(error))) from None
+        raise click.ClickException(str(error)) from None
     if latest:
         click.echo(f"{model}: pin removed, serving the newest version ({available[-1]})")
     else:
@@ -298,7 +314,7 @@ def predict(inputs, server, model_repo, out) -> None:
         summaries, errors = predict_lib.run(list(inputs), out, model_repo=None if server else model_repo, server=server,
                                             progress=lambda xs: tqdm(xs, desc="predict", unit="file"))
     except (FileNotFoundError, ServingError) as error:
-        raise click.ClickException(credentials.redact(str(error))) from error
+        raise click.ClickException(str(error)) from error
     for s in summaries:
         if "faces" in s:
             found = f"{s['faces']} face(s): {', '.join(s['labels'])}" if s["faces"] else "no face found"
@@ -347,7 +363,7 @@ def compile_kubeflow(out, image, pipeline_root, data, model_repo, profile, beam_
                                        profile=_profile(profile), trainer=trainer, tracking_uri=tracking_uri,
                                        **kwargs)
     except ValueError as error:  # a CPU or memory quantity Kubernetes would not take
-        raise click.ClickException(credentials.redact(str(error))) from None
+        raise click.ClickException(str(error)) from None
     click.echo(str(path))
 
 
@@ -367,7 +383,7 @@ def deploy_kubeflow(host, cron, spec, experiment, namespace) -> None:
     try:
         result = deploy.deploy(spec, host, cron, experiment=experiment, namespace=namespace)
     except (ValueError, FileNotFoundError) as error:
-        raise click.ClickException(credentials.redact(str(error))) from error
+        raise click.ClickException(str(error)) from error
     click.echo(f"pipeline {result.pipeline_id} version {result.version_id}; experiment {result.experiment_id}; "
                f"recurring run {result.recurring_run_id} on cron '{result.cron}'"
                + (f" (replaced {', '.join(result.replaced_recurring_runs)})" if result.replaced_recurring_runs else ""))

@@ -104,22 +104,55 @@ def record_components_inputs(summary) -> dict[str, list]:
     return inputs
 
 
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (the OS's pick)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_in_thread(app, **limits):
+    """``app`` on uvicorn with the server's own configuration (``server.uvicorn_config``;
+    ``limits`` scale its connection limits down) in a thread on a free 127.0.0.1 port;
+    yields ``(host, port)`` and stops it after."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from emotion_ai.serving import server
+
+    port = free_port()
+    uv = uvicorn.Server(server.uvicorn_config(app, "127.0.0.1", port, log_level="warning", **limits))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not uv.started:
+        assert time.time() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.05)
+    try:
+        yield "127.0.0.1", port
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+
+
 @contextlib.contextmanager
 def beam_worker_pool(folder):
     """``emotion-ai beam-worker-pool`` in its own process on 127.0.0.1, stopped by its PID
     (it stops its workers); yields the Beam arguments that send a pipeline's work to it, and
     its log. Started without the project's runtime environment and with this interpreter off
     ``PATH``, as a user's shell would: the command itself must give its workers both."""
-    import socket
     import subprocess
     import sys
     import time
 
     from emotion_ai.pipelines import beam_workers
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log_path = folder / "worker_pool.log"
     venv_bin = os.path.dirname(sys.executable)
     env = {k: v for k, v in os.environ.items() if k not in config.RUNTIME_ENVIRONMENT}

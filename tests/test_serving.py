@@ -7,7 +7,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 import requests
 from click.testing import CliRunner
+from conftest import free_port, serve_in_thread
 from PIL import Image
 
 from emotion_ai.components import model_repository, spec
@@ -33,12 +33,6 @@ def _png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def repo(first_run, workspace, tmp_path_factory):
     copy = tmp_path_factory.mktemp("serving") / "model_repository"
@@ -49,20 +43,9 @@ def repo(first_run, workspace, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(repo):
     """The server on a free local port, polling every 0.2 s, 1 MB request limit."""
-    import uvicorn
-
-    port = _free_port()
     app = server_lib.create_app(repo, poll_seconds=0.2, max_request_bytes=1024 * 1024)
-    uv = uvicorn.Server(server_lib.uvicorn_config(app, "127.0.0.1", port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not uv.started:
-        assert time.time() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as (host, port):
+        yield f"http://{host}:{port}"
 
 
 @pytest.fixture(scope="module")
@@ -329,7 +312,7 @@ def test_client_against_the_server(server, repo, faces):
         client.predict_images("emotion", [b"garbage"])
     assert error.value.status == 400
     with pytest.raises(ServingError, match="cannot reach"):
-        ServingClient(f"http://127.0.0.1:{_free_port()}", timeout=2).status("emotion")
+        ServingClient(f"http://127.0.0.1:{free_port()}", timeout=2).status("emotion")
 
 
 def test_version_switch_under_concurrent_requests_drops_nothing(server, repo, faces):

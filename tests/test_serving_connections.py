@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 
 import pytest
 import requests
+from conftest import serve_in_thread
 
 from emotion_ai.components import spec
 from emotion_ai.serving import server as server_lib
@@ -20,25 +20,10 @@ REQUEST_SECONDS, KEEP_ALIVE, MAX_CONNECTIONS = 1.0, 1.0, 4
 
 @pytest.fixture(scope="module")
 def address(tmp_path_factory):
-    import uvicorn
-
-    repo = tmp_path_factory.mktemp("empty_repo")
-    app = server_lib.create_app(repo, poll_seconds=5)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    uv = uvicorn.Server(server_lib.uvicorn_config(app, "127.0.0.1", port, log_level="warning",
-                                                  request_seconds=REQUEST_SECONDS, keep_alive_seconds=KEEP_ALIVE,
-                                                  max_connections=MAX_CONNECTIONS))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not uv.started:
-        assert time.time() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.05)
-    yield "127.0.0.1", port
-    uv.should_exit = True
-    thread.join(timeout=10)
+    app = server_lib.create_app(tmp_path_factory.mktemp("empty_repo"), poll_seconds=5)
+    with serve_in_thread(app, request_seconds=REQUEST_SECONDS, keep_alive_seconds=KEEP_ALIVE,
+                         max_connections=MAX_CONNECTIONS) as address:
+        yield address
 
 
 def _connect(address) -> socket.socket:

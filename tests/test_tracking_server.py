@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -12,23 +11,17 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import record_components_inputs, stop
+from conftest import free_port, record_components_inputs, stop
 
 from emotion_ai.components import spec
 from emotion_ai.components.branches import BRANCHES
 from emotion_ai.pipelines import config, record_components, tracking
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
     """``mlflow server`` in its own process (stopped by its PID), its artifacts proxied."""
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / "server.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
@@ -115,7 +108,7 @@ def test_tracking_never_fails_a_run_that_pushed(first_run, tmp_path, monkeypatch
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    out = _track(first_run, f"http://user:secret@127.0.0.1:{_free_port()}")  # nothing listens there
+    out = _track(first_run, f"http://user:secret@127.0.0.1:{free_port()}")  # nothing listens there
     assert out.get_int_custom_property("tracked") == 0
     reason = out.get_string_custom_property("reason")
     assert reason.startswith("tracking failed") and "secret" not in reason, reason
