@@ -12,13 +12,19 @@ on 2 cores). Beam's own pool starts processes with whatever ``python`` is first 
 and the environment the pool was started with, and listens on every interface; this one
 uses this interpreter and the project's runtime environment (``config.RUNTIME_ENVIRONMENT``:
 the Keras the saved models need), and listens where it is told (loopback by default).
+
+Threads share one process, so what a library keeps in module globals is shared by the jobs
+running at once: ``serialize_thread_hostile_tracing`` covers the one such place the
+pipeline's jobs reach (tf.Transform's object tracker, see there).
 """
 from __future__ import annotations
 
 import logging
 import os
+import contextlib
 import signal
 import sys
+import threading
 
 from emotion_ai.pipelines import config
 
@@ -31,6 +37,34 @@ def beam_args(host: str, port: int) -> list[str]:
             f"--environment_config={host}:{port}"]
 
 
+_TRACING_LOCK = threading.Lock()
+
+
+def serialize_thread_hostile_tracing() -> None:
+    """Let one thread at a time trace a Transform graph in this process.
+
+    tf.Transform keeps the objects a ``preprocessing_fn`` creates in one module global while
+    it traces the function (``annotators.object_tracker_scope``, marked "Thread-Hostile" in
+    its source) and asserts that no other trace holds it. Two Transforms whose workers are
+    threads of one pool (the two branches run side by side) then fail in
+    ``CreateSavedModel`` with ``assert _OBJECT_TRACKER is None``, depending on timing. A
+    lock around the scope serializes only the tracing (seconds), not the jobs.
+    """
+    from tensorflow_transform import annotators
+
+    original = annotators.object_tracker_scope
+    if getattr(original, "serialized", False):
+        return
+
+    @contextlib.contextmanager
+    def serialized_scope(object_tracker):
+        with _TRACING_LOCK, original(object_tracker):
+            yield
+
+    serialized_scope.serialized = True
+    annotators.object_tracker_scope = serialized_scope  # impl_helper looks it up at each call
+
+
 def serve(host: str = "127.0.0.1", port: int = 50000, processes: bool = False) -> None:
     """Serve the pool until SIGTERM or Ctrl-C; then stop the workers it started."""
     import grpc
@@ -39,6 +73,8 @@ def serve(host: str = "127.0.0.1", port: int = 50000, processes: bool = False) -
     from apache_beam.utils import thread_pool_executor
 
     config.set_runtime_environment()  # inherited by every worker
+    if not processes:
+        serialize_thread_hostile_tracing()
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     server = grpc.server(thread_pool_executor.shared_unbounded_instance(),
                          options=[("grpc.http2.max_pings_without_data", 0), ("grpc.http2.max_ping_strikes", 0)])

@@ -1,0 +1,39 @@
+"""The Beam worker pool's thread mode: jobs that share one process must not share a trace."""
+from __future__ import annotations
+
+import threading
+import time
+
+from emotion_ai.pipelines import beam_workers, config
+
+config.set_runtime_environment()
+
+
+def test_two_transform_traces_in_one_process_take_turns():
+    from tensorflow_transform import annotators
+
+    beam_workers.serialize_thread_hostile_tracing()
+    beam_workers.serialize_thread_hostile_tracing()  # idempotent: the pool may call it again
+    inside, most_inside, errors = [0], [0], []
+    lock = threading.Lock()
+
+    def trace():
+        try:
+            with annotators.object_tracker_scope(annotators.ObjectTracker()):
+                with lock:
+                    inside[0] += 1
+                    most_inside[0] = max(most_inside[0], inside[0])
+                time.sleep(0.2)  # a trace takes a while: the other thread arrives meanwhile
+                with lock:
+                    inside[0] -= 1
+        except AssertionError as error:  # tft's "assert _OBJECT_TRACKER is None"
+            errors.append(error)
+
+    threads = [threading.Thread(target=trace) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert not errors, "a trace met another thread's object tracker"
+    assert most_inside[0] == 1
+    assert annotators._OBJECT_TRACKER is None, "the tracker is released after the last trace"
