@@ -19,6 +19,7 @@ setup(
     packages=[f"{ROOT}.{package}" for folder in FOLDERS
               for package in (folder, *(f"{folder}.{sub}" for sub in find_packages(folder)))],
     package_dir={f"{ROOT}.{folder}": folder for folder in FOLDERS},
+    package_data={"": ["*.pbtxt"]},  # each branch's curated schema (components/<branch>/schema.pbtxt)
     # Every package the commands import. The pinned closure is constraints.txt
     # (`pip install . -c constraints.txt`; `make setup` installs it exactly).
     install_requires=[

@@ -6,7 +6,7 @@ Evaluator compares, the metrics it gates on, its default hyperparameters and gat
 the package that holds its code. That package fulfils one contract, module by module:
 
 * ``formats``: ``check_row(raw row) -> staged record`` (``ValueError`` says what is wrong),
-  ``truth(staged records)``, ``describe(outputs, i, offset)`` (one served output as JSON)
+  ``derived_features(staged record)`` (the ``derived_columns``, strings), ``truth(staged records)``, ``describe(outputs, i, offset)`` (one served output as JSON)
   and ``draw(photo, described, box, thickness) -> caption or None``;
 * ``transform``: ``preprocessing_fn`` (TFX Transform);
 * ``trainer``: ``run_fn`` (TFX Trainer), exporting the signatures of ``common.export``;
@@ -47,7 +47,8 @@ class ModelBranch:
     title: str  # for people: the report's section heading
     package: str  # the contract modules (see the module docstring)
     header_column: str  # a raw CSV with this header column holds this branch's data
-    staged_columns: tuple[str, ...]  # the staged CSV's header, in order
+    staged_columns: tuple[str, ...]  # a checked record's columns (the raw CSV must have them), in order
+    derived_columns: tuple[str, ...]  # then, in the staged examples only: numbers for data validation
     image_column: str  # the pixel-string column the serving signatures take
     image_size: int
     label: str  # the transformed feature the Evaluator takes as the label
@@ -55,6 +56,8 @@ class ModelBranch:
     metrics: tuple[Metric, ...]
     default_params: spec.ModelParams  # when a profile names no parameters for this branch
     default_gates: dict[str, spec.Gate]  # metric name -> gate, when a profile names none
+    # staged column -> the values the curated schema allows (``curated_schema.curate``)
+    domains: dict[str, spec.Domain] = dataclasses.field(default_factory=dict)
     slice_columns: tuple[str, ...] = ()  # raw columns the Evaluator also slices by
 
     def component_id(self, kind: str) -> str:
@@ -76,12 +79,24 @@ class ModelBranch:
         return next(m for m in self.metrics if m.name == name)
 
 
+# Whatever the dataset: grey levels, their spread and their Laplacian's (image_stats). A
+# near-uniform image (contrast under 4 grey levels, the real data's least is 15) is no face.
+_IMAGE_DOMAINS = {spec.IMAGE_STATISTICS[0]: spec.Domain(0.0, 255.0), spec.IMAGE_STATISTICS[1]: spec.Domain(4.0, 128.0),
+                  spec.IMAGE_STATISTICS[2]: spec.Domain(0.0, 1024.0)}
+
 KEYPOINTS = ModelBranch(
     name="keypoints",
     title="Key points",
     package="emotion_ai.components.keypoints",
     header_column=spec.KEYPOINT_IMAGE_COLUMN,
     staged_columns=(*spec.KEYPOINT_COLUMNS, spec.KEYPOINT_IMAGE_COLUMN),
+    derived_columns=(*spec.IMAGE_STATISTICS, *spec.FACE_FRAMING),
+    # The Kaggle framing: eye centres 21.6-45.3 px apart, the labelled points' mean within
+    # 38-58 px of the 96x96 frame (shared data, all rows); MISSING_COORDINATE allowed.
+    domains={**{c: spec.Domain(spec.MISSING_COORDINATE, spec.KEYPOINT_IMAGE_SIZE) for c in spec.KEYPOINT_COLUMNS},
+             **_IMAGE_DOMAINS,
+             spec.FACE_FRAMING[0]: spec.Domain(spec.MISSING_COORDINATE, 64.0),
+             spec.FACE_FRAMING[1]: spec.Domain(24.0, 72.0), spec.FACE_FRAMING[2]: spec.Domain(24.0, 72.0)},
     image_column=spec.KEYPOINT_IMAGE_COLUMN,
     image_size=spec.KEYPOINT_IMAGE_SIZE,
     label=spec.KEYPOINTS_PIXELS,
@@ -100,6 +115,11 @@ EMOTION = ModelBranch(
     package="emotion_ai.components.emotion",
     header_column=spec.EMOTION_PIXELS_COLUMN,
     staged_columns=(spec.EMOTION_LABEL_COLUMN, spec.EMOTION_PIXELS_COLUMN),
+    derived_columns=spec.IMAGE_STATISTICS,
+    # A label outside the five classes means another labelling (FER2013's seven classes
+    # number them differently): the whole span's labels are suspect, not just that row.
+    domains={spec.EMOTION_LABEL_COLUMN: spec.Domain(0, len(spec.EMOTION_CLASSES) - 1, categorical=True),
+             **_IMAGE_DOMAINS},
     image_column=spec.EMOTION_PIXELS_COLUMN,
     image_size=spec.EMOTION_IMAGE_SIZE,
     label=spec.EMOTION_LABEL,

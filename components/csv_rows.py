@@ -7,7 +7,8 @@ is one row, so nothing is lost or swallowed: a stray quote, bytes that are not U
 or comma-only line each cost one rejected row, and ``stage`` checks that the rows it read are
 the file's lines. A file that cannot be read on (not gzip, truncated gzip) is one
 ``InputDataError`` naming it and the line it reached. Each row is checked (field count, then its
-branch's ``formats.check_row``: pixel count and range, label range, coordinate range);
+branch's ``formats.check_row``: pixel count and range, label type, coordinate range; what is
+a whole span's problem, such as a label outside the classes, is the curated schema's);
 ``stage`` writes the good rows in one canonical layout (missing coordinates written as
 ``MISSING_COORDINATE``) and the bad ones, with file, line, reason and the raw record, to a
 rejected-rows CSV. ``validating_example_gen`` runs it inside the pipeline; ``evaluate`` and
@@ -245,6 +246,17 @@ def iter_rows(kind: str, path) -> Iterator[tuple[int, list[str] | None, str | No
         lines.close()
 
 
+def outside_domain(kind: str, record: list[str]) -> str | None:
+    """What in a checked record lies outside its branch's schema domains (``None``: nothing);
+    for scoring rows outside the pipeline, where no ExampleValidator looks at them."""
+    branch = by_name(kind)
+    for column, value in zip(branch.staged_columns, record):
+        domain = branch.domains.get(column)
+        if domain and not domain.min <= float(value) <= domain.max:
+            return f"{column}: {value} outside the schema's {domain.min:g}..{domain.max:g}"
+    return None
+
+
 def stage(kind: str, sources: Iterable, staged_path, rejected_path) -> StageResult:
     """Check every row of ``sources``: good rows to ``staged_path`` (one canonical CSV), bad
     ones to ``rejected_path`` (written only when there are any). Raises ``InputDataError``
@@ -256,10 +268,12 @@ def stage(kind: str, sources: Iterable, staged_path, rejected_path) -> StageResu
     rows_read = rows_staged = 0
     reasons: dict[str, int] = {}
     rejected_rows = []
+    branch = by_name(kind)
+    derive = branch.part("formats").derived_features
     fileio.makedirs(os.path.dirname(staged_path))
     with fileio.open(staged_path, "w") as out:
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(by_name(kind).staged_columns)
+        writer.writerow(branch.staged_columns + branch.derived_columns)
         for source in sources:
             rows_before, last_line = rows_read, 1
             for line, record, reason, raw in iter_rows(kind, source):
@@ -269,7 +283,7 @@ def stage(kind: str, sources: Iterable, staged_path, rejected_path) -> StageResu
                     key = reason.split(":")[0] if ":" in reason else reason
                     reasons[key] = reasons.get(key, 0) + 1
                 else:
-                    writer.writerow(record)
+                    writer.writerow(record + derive(record))
                     rows_staged += 1
             # Nothing is lost: every line after the header is a row, staged or rejected.
             if rows_read - rows_before != last_line - 1:

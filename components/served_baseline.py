@@ -9,16 +9,20 @@ executors, which open-source KFP does not run, and its compiled filter loses the
 scoping.
 
 With nothing served yet (a first run, or a new repository) the artifact is marked absent and
-``Evaluator`` (below) drops it: TFMA then applies the absolute bounds only.
+``Evaluator`` (below) drops it: TFMA then applies the absolute bounds only. A candidate the
+Trainer did not train (its data failed validation, ``data_gate``) is not blessed.
 """
 # No ``from __future__ import annotations``: the component decorator reads the real types.
+import os
+
 from tfx import v1 as tfx
+from tfx.components.evaluator import constants
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import io_utils, path_utils
 
-from emotion_ai.components import model_repository
+from emotion_ai.components import data_gate, model_repository
 from emotion_ai.components.spec import SERVED_FROM, SERVED_VERSION
 
 
@@ -51,9 +55,17 @@ def served_version(artifact) -> int | None:
 
 
 class _Executor(evaluator_executor.Executor):
-    """TFX's Evaluator, without the baseline when ``ServedModel`` found nothing served."""
+    """TFX's Evaluator, without the baseline when ``ServedModel`` found nothing served, and
+    blessing nothing when there is no candidate."""
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:
+        reason = data_gate.not_trained(input_dict[standard_component_specs.MODEL_KEY][0])
+        if reason:
+            blessing = output_dict[standard_component_specs.BLESSING_KEY][0]
+            io_utils.write_string_file(os.path.join(blessing.uri, constants.NOT_BLESSED_FILE_NAME), "")
+            blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY, constants.NOT_BLESSED_VALUE)
+            blessing.set_string_custom_property(data_gate.NOT_TRAINED, reason)
+            return
         key = standard_component_specs.BASELINE_MODEL_KEY
         if input_dict.get(key) and not any(served_version(a) for a in input_dict[key]):
             input_dict = {k: v for k, v in input_dict.items() if k != key}

@@ -67,6 +67,15 @@ EMOTION_PIXELS_COLUMN = "pixels"
 EMOTION_CLASSES = ("Angry", "Disgust", "Sad", "Happy", "Surprise")
 EMOTION_IMAGE_SIZE = 48
 
+# --- numbers derived from each example for data validation ---------------------------
+# Computed by the row-checking ExampleGen (``common/image_stats``, ``<branch>/formats``),
+# described by StatisticsGen, checked by ExampleValidator against the curated schema and
+# compared across spans for drift; no model reads them.
+IMAGE_STATISTICS = ("image_brightness", "image_contrast", "image_sharpness")  # grey levels
+# Key points: where the labelled face is and how big (pixels of the 96x96 frame), from the
+# labels: the eye-centre distance and the mean of the labelled points.
+FACE_FRAMING = ("face_eye_distance", "face_center_x", "face_center_y")
+
 # --- transformed feature names (Transform output, Trainer input, TFMA labels) ---------
 IMAGE_FEATURE = "image"  # float32 [H*W], standardized
 KEYPOINTS_TARGET = "keypoints"  # float32 [30], normalized to about [-1, 1], 0 where missing
@@ -85,6 +94,17 @@ class Gate:
 
     bound: float
     max_worse: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Domain:
+    """The values a staged column may take, written into the curated schema: ExampleValidator
+    flags a split holding any value outside them. ``categorical``: an integer class index,
+    so that TFDV counts its values (the class mix) instead of taking a mean."""
+
+    min: float
+    max: float
+    categorical: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -226,6 +226,40 @@ def runs(pipeline_root, last) -> None:
     click.echo("models: B blessed, P pushed")
 
 
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=config.DATA_DIR, show_default=True,
+              help="Raw CSVs of both formats, sub-folders too, as `run` reads them.")
+@click.option("--branch", "branch_names", multiple=True, help="Only this branch (repeatable). Default: every branch.")
+@click.option("--out-dir", type=click.Path(path_type=Path), default=None,
+              help="Write <out-dir>/<branch>/schema.pbtxt instead of the checkout's curated schemas.")
+def schema(data_dir, branch_names, out_dir) -> None:
+    """Regenerate the curated schemas: TFDV's inference on the data, plus the registry's domains.
+
+    Review the difference (git diff) before committing it: the pipeline validates every
+    run's data against these files.
+    """
+    import tempfile
+
+    from emotion_ai.components import csv_rows, curated_schema
+    from emotion_ai.components.branches import BRANCHES, by_name
+
+    config.set_runtime_environment()
+    import tensorflow_data_validation as tfdv
+
+    chosen = [by_name(n) for n in branch_names] or list(BRANCHES)
+    for branch in chosen:
+        sources = [p for p in csv_rows.find_csvs(data_dir) if csv_rows.detect_kind(p) == branch.name]
+        if not sources:
+            raise click.ClickException(f"no {branch.name} CSV under {data_dir}")
+        with tempfile.TemporaryDirectory() as work:
+            inferred, staged = curated_schema.infer(branch, sources, work)
+        target = out_dir / branch.name / curated_schema.SCHEMA_FILE if out_dir else Path(curated_schema.source_path(branch))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tfdv.write_schema_text(inferred, str(target))
+        click.echo(f"{branch.name}: {target} from {staged.rows_read - staged.rows_rejected} rows of {len(sources)} "
+                   f"file(s) ({staged.rows_rejected} rejected)")
+
+
 @main.command("beam-worker-pool")
 @click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 exposes it to the network")
 @click.option("--port", type=click.IntRange(1, 65535), default=50000, show_default=True)

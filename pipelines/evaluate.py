@@ -22,7 +22,8 @@ BATCH = 64
 def _valid_rows(kind: str, path: Path):
     good, rejected = [], []
     for line, record, reason, _ in csv_rows.iter_rows(kind, path):
-        (good if record is not None else rejected).append(record if record is not None else (line, reason))
+        reason = reason or csv_rows.outside_domain(kind, record)  # e.g. a label that is no class
+        (good if reason is None else rejected).append(record if reason is None else (line, reason))
     return good, rejected
 
 

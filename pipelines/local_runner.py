@@ -202,6 +202,8 @@ def format_summary(result: RunResult) -> str:
         n_anomalies = sum(len(v) for v in b.anomalies.values())
         lines.append(f"    data validation: {n_anomalies} anomal{'y' if n_anomalies == 1 else 'ies'}"
                      + "".join(f"\n      [{split}] {a}" for split, items in b.anomalies.items() for a in items))
+        if b.not_trained:
+            lines.append(f"    not trained: {b.not_trained.split(':')[0]} (listed above); fix the data, then run again")
         lines += format_evaluation(b)
         pusher = result.summary.component(branch.component_id("Pusher"))
         if b.pushed and pusher and pusher.state == "cached":

@@ -2,8 +2,8 @@
 
 Per model branch of the registry (``components/branches.py``: key points, expressions),
 with unique component ids: CsvExampleGen (checks every row first:
-``validating_example_gen``) -> StatisticsGen -> SchemaGen -> ExampleValidator
--> Transform -> Trainer -> ServedModel (the version this branch's repository serves now, the
+``validating_example_gen``) -> StatisticsGen -> ExampleValidator (against the branch's curated
+schema, imported by ImportSchemaGen: ``curated_schema``) -> Transform -> Trainer -> ServedModel (the version this branch's repository serves now, the
 baseline) -> Evaluator -> Pusher; then, over both branches, RunReport (the HTML report as an
 artifact) -> TrackRun (MLflow): ``record_components``.
 
@@ -21,7 +21,14 @@ from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
-from emotion_ai.components import model_repository, repository_pusher, served_baseline, validating_example_gen
+from emotion_ai.components import (
+    curated_schema,
+    data_gate,
+    model_repository,
+    repository_pusher,
+    served_baseline,
+    validating_example_gen,
+)
 from emotion_ai.components.branches import BRANCHES, Metric, ModelBranch
 from emotion_ai.components.spec import Gate
 from emotion_ai.components.validating_example_gen import BranchInput
@@ -76,7 +83,7 @@ def eval_config(branch: ModelBranch, gates: Mapping[str, Gate]) -> tfma.EvalConf
 
 def _branch(branch: ModelBranch, source: BranchInput | str, profile: config.Profile, model_repo: str,
             allow_other_profile: bool, baseline_key: str) -> list:
-    """The nine components of one model branch."""
+    """The ten components of one model branch."""
     code_version = config.code_fingerprint(branch.name)
     cid = branch.component_id
     params = profile.params_for(branch)
@@ -89,14 +96,18 @@ def _branch(branch: ModelBranch, source: BranchInput | str, profile: config.Prof
     ).with_id(cid("CsvExampleGen"))
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"]).with_id(cid("StatisticsGen"))
-    schema_gen = tfx.components.SchemaGen(
-        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True).with_id(cid("SchemaGen"))
+    # The schema kept in the repository, not one inferred from the data it is to check.
+    schema_gen = curated_schema.ImportCuratedSchema(branch).with_id(cid("ImportSchemaGen"))
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"]).with_id(cid("ExampleValidator"))
+    # Transform and the Trainer get the schema with the validator's verdict: the Trainer trains
+    # only on data that passed (data_gate), the run goes on to its report either way.
+    gate = data_gate.DataGate(schema=schema_gen.outputs["schema"],
+                              anomalies=example_validator.outputs["anomalies"]).with_id(cid("DataGate"))
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
-        schema=schema_gen.outputs["schema"],
+        schema=gate.outputs["gated_schema"],
         preprocessing_fn=branch.preprocessing_fn,
         custom_config={"code_version": code_version},
         # The test split is not transformed: the Trainer cannot read what does not exist.
@@ -108,10 +119,11 @@ def _branch(branch: ModelBranch, source: BranchInput | str, profile: config.Prof
         run_fn=branch.run_fn,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
+        schema=gate.outputs["gated_schema"],
         train_args=tfx.proto.TrainArgs(splits=[config.TRAIN_SPLIT]),
         eval_args=tfx.proto.EvalArgs(splits=[config.EVAL_SPLIT]),
         custom_config={"model": params.to_dict(), "code_version": code_version},
+        custom_executor_spec=executor_spec.ExecutorClassSpec(data_gate.GatedTrainerExecutor),
     ).with_id(cid("Trainer"))
     # The baseline is what this branch's repository serves now, not the last blessed model
     # in this pipeline root's metadata: the same answer on every orchestrator.
@@ -134,7 +146,7 @@ def _branch(branch: ModelBranch, source: BranchInput | str, profile: config.Prof
                        "allow_other_profile": allow_other_profile},
         custom_executor_spec=executor_spec.ExecutorClassSpec(repository_pusher.Executor),
     ).with_id(cid("Pusher"))
-    return [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
+    return [example_gen, statistics_gen, schema_gen, example_validator, gate, transform, trainer,
             served, evaluator, pusher]
 
 

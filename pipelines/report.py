@@ -74,6 +74,10 @@ def _section(branch, b, examples) -> str:
     """``<h2>`` the branch's title and its report section on the candidate's outputs, or a
     note that this run evaluated no model."""
     title = html.escape(branch.title)
+    if b.not_trained:
+        return (f"<h2>{title}</h2><p>{_badge(False, no='NOT TRAINED')} {html.escape(b.not_trained)}. "
+                "The Trainer trains only on data that passes validation against the curated schema "
+                "(see Data below); nothing was evaluated or pushed.</p>")
     if not b.model_uri or not examples or b.evaluation is None:
         return f"<h2>{title}</h2><p>No evaluated model in this run.</p>"
     outputs = _predict(b.model_uri, examples, branch.image_column)
@@ -164,7 +168,8 @@ def _header(summary, context, run_time: str) -> str:
         b = summary.branches[branch.name]
         push = (f"version {b.pushed_version}" if b.pushed and not b.identical_to_version
                 else f"nothing new (same as version {b.identical_to_version})" if b.identical_to_version
-                else f"not pushed: {b.push_refused}" if b.push_refused else "not pushed")
+                else f"not pushed: {b.push_refused}" if b.push_refused
+                else "not trained: the data failed validation" if b.not_trained else "not pushed")
         rows.append([branch.name, _badge(b.blessed, "BLESSED", "NOT BLESSED"), html.escape(push)])
     return (f"<h1>Emotion AI Pipeline — run {html.escape(summary.run_id)}</h1>"
             f"<p class=meta>Run started {html.escape(run_time)}; report written "

@@ -17,11 +17,10 @@ from pathlib import Path
 from google.protobuf import json_format
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
-from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
 from tfx.dsl.io import fileio
 
-from emotion_ai.components import spec
+from emotion_ai.components import data_gate, spec
 from emotion_ai.components.branches import BRANCHES
 from emotion_ai.pipelines import config
 
@@ -57,6 +56,7 @@ class BranchSummary:
     rejected_rows: str | None = None  # the rejected-rows CSV of this run, when a row was rejected
     rejected_reasons: dict[str, int] = dataclasses.field(default_factory=dict)
     sources: list[str] = dataclasses.field(default_factory=list)  # the CSVs read
+    not_trained: str | None = None  # why the Trainer trained no model (its data failed validation)
 
     @property
     def rows_staged(self) -> int:
@@ -152,16 +152,6 @@ def _split_files(uri: str, name: str) -> list[tuple[str, str]]:
 def _read_bytes(path: str) -> bytes:
     with fileio.open(path, "rb") as f:
         return f.read()
-
-
-def _anomalies(uri: str) -> dict[str, list[str]]:
-    found = {}
-    for split, path in _split_files(uri, "SchemaDiff.pb"):
-        anomalies = anomalies_pb2.Anomalies()
-        anomalies.ParseFromString(_read_bytes(path))
-        found[split] = [
-            f"{name}: {info.short_description or info.description}" for name, info in anomalies.anomaly_info.items()]
-    return found
 
 
 @dataclasses.dataclass
@@ -306,7 +296,12 @@ def summarize_components(run_id: str, components: list[ComponentRun]) -> RunSumm
         cid = branch.component_id
         evaluation, blessed = None, None
         evaluator = summary.component(cid("Evaluator"))
-        if evaluator and evaluator.outputs.get("evaluation"):
+        trainer = summary.component(cid("Trainer"))
+        model = trainer.outputs.get("model", [None])[0] if trainer else None
+        not_trained = custom_property(model, data_gate.NOT_TRAINED) if model is not None else None
+        if evaluator and evaluator.outputs.get("blessing") and not_trained:
+            blessed = False  # nothing to evaluate: the Evaluator blessed nothing
+        elif evaluator and evaluator.outputs.get("evaluation"):
             evaluation = read_evaluation(evaluator.outputs["evaluation"][0].uri)
             blessing = evaluator.outputs.get("blessing")
             blessed = bool(custom_property(blessing[0], "blessed")) if blessing else None
@@ -320,11 +315,9 @@ def summarize_components(run_id: str, components: list[ComponentRun]) -> RunSumm
         pushed_model = pusher.outputs.get("pushed_model", [None])[0] if pusher else None
         validator = summary.component(cid("ExampleValidator"))
         has_anomalies = validator and validator.outputs.get("anomalies")
-        anomalies = _anomalies(validator.outputs["anomalies"][0].uri) if has_anomalies else {}
+        anomalies = data_gate.describe_anomalies(validator.outputs["anomalies"][0].uri) if has_anomalies else {}
         stats = summary.component(cid("StatisticsGen"))
         counts = _split_counts(stats.outputs["statistics"][0].uri) if stats and stats.outputs.get("statistics") else {}
-        trainer = summary.component(cid("Trainer"))
-        model = trainer.outputs.get("model", [None])[0] if trainer else None
         example_gen = summary.component(cid("CsvExampleGen"))
         examples = example_gen.outputs.get("examples", [None])[0] if example_gen else None
         data = _data(examples) if examples is not None else {}
@@ -337,7 +330,8 @@ def summarize_components(run_id: str, components: list[ComponentRun]) -> RunSumm
             anomalies=anomalies,
             split_counts=counts,
             push_refused=custom_property(pushed_model, "push_refused") if pushed_model else None,
-            model_uri=os.path.join(model.uri, "Format-Serving") if model else None,
+            model_uri=os.path.join(model.uri, "Format-Serving") if model and not not_trained else None,
+            not_trained=not_trained,
             **data,
         )
     return summary

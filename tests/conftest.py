@@ -45,10 +45,17 @@ def workspace(tiny_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     data_dir = root / "data"
     shutil.copytree(tiny_data["dir"], data_dir)
-    pixels = " ".join(["5"] * 48 * 48)
     (data_dir / "emotion_extra.csv").write_text(
-        f"emotion,pixels\n1,{pixels}\n7,{pixels}\n2,1 2 3\n")  # line 3: bad label; line 4: short image
+        f"emotion,pixels\n1,{textured_pixels(48)}\nx,{textured_pixels(48)}\n2,1 2 3\n")  # line 3: bad label; 4: short image
     return {"data": data_dir, "root": root / "root", "repo": root / "repo"}
+
+
+def textured_pixels(size: int, seed: int = 0) -> str:
+    """A valid pixel string of an image with some contrast: a uniform one is no face, and the
+    curated schema says so (``image_contrast``), which would stop the branch's training."""
+    import numpy as np
+
+    return " ".join(map(str, np.random.default_rng(seed).integers(40, 220, size * size)))
 
 
 def cli(*args, timeout: float = 600, env: dict | None = None):

@@ -29,6 +29,9 @@ TOY_PACKAGE = {
             rows.parse_pixels(row["face"], 48)
             return [rows.format_float(value), " ".join(row["face"].split())]
 
+        def derived_features(record):
+            return [rows.format_float(float(np.array(record[1].split(), dtype=float).std()))]
+
         def truth(records):
             return np.array([float(r[0]) for r in records])
 
@@ -40,6 +43,12 @@ TOY_PACKAGE = {
 
         def draw(image, described, thickness):
             pass
+    ''',
+    # its curated schema (what `emotion-ai schema` writes, with the registry's domains)
+    "schema.pbtxt": '''
+        feature { name: "brightness" type: FLOAT float_domain { min: 0.0 max: 255.0 } }
+        feature { name: "face" type: BYTES }
+        feature { name: "face_contrast" type: FLOAT }
     ''',
     "metrics.py": '''
         import numpy as np
@@ -65,6 +74,7 @@ TOY = ModelBranch(
     package="toy_branch",
     header_column="face",
     staged_columns=("brightness", "face"),
+    derived_columns=("face_contrast",),
     image_column="face",
     image_size=48,
     label="brightness_label",
@@ -73,6 +83,7 @@ TOY = ModelBranch(
     default_params=spec.ModelParams(stage_filters=(4,), blocks_per_stage=1, epochs=1, batch_size=8,
                                     learning_rate=1e-3),
     default_gates={"mae": spec.Gate(bound=40.0, max_worse=2.0)},
+    domains={"brightness": spec.Domain(0.0, 255.0)},
 )
 
 
@@ -91,11 +102,15 @@ def toy(tmp_path, monkeypatch):
         del sys.modules[name]
 
 
+def by_id_schema_file(pipeline, component_id: str) -> str:
+    return next(c for c in pipeline.components if c.id == component_id).exec_properties["schema_file"]
+
+
 def _face(value: int) -> str:
     return " ".join([str(value)] * 48 * 48)
 
 
-def test_the_pipeline_gets_nine_components_for_the_new_branch(toy, tmp_path):
+def test_the_pipeline_gets_ten_components_for_the_new_branch(toy, tmp_path):
     from emotion_ai.pipelines.pipeline import create_pipeline
     from emotion_ai.pipelines.record_components import RECORDED
 
@@ -103,11 +118,12 @@ def test_the_pipeline_gets_nine_components_for_the_new_branch(toy, tmp_path):
     pipeline = create_pipeline(pipeline_root=str(tmp_path / "root"), inputs=inputs, model_repo=str(tmp_path / "repo"),
                                profile=config.PROFILES["smoke"])
     ids = {c.id for c in pipeline.components}
-    assert len(ids) == 9 * 3 + 2  # and the run's report and tracking, over every branch
+    assert len(ids) == 10 * 3 + 2  # and the run's report and tracking, over every branch
     report_inputs = next(c for c in pipeline.components if c.id == "RunReport").inputs
     assert {k for k in report_inputs if k.startswith("toy_")} == {f"toy_{key}" for _, key, _ in RECORDED}
     toy_ids = {i for i in ids if i.endswith("_toy")}
-    assert len(toy_ids) == 9
+    assert len(toy_ids) == 10
+    assert by_id_schema_file(pipeline, "ImportSchemaGen_toy") == "package:toy_branch/schema.pbtxt"
     by_id = {c.id: c for c in pipeline.components}
     assert by_id["Transform_toy"].exec_properties["preprocessing_fn"] == "toy_branch.transform.preprocessing_fn"
     assert by_id["Trainer_toy"].exec_properties["run_fn"] == "toy_branch.trainer.run_fn"
@@ -136,7 +152,7 @@ def test_the_readers_find_check_and_stage_the_new_format(toy, tmp_path):
     assert readers.find_csvs(data)["toy"] == [data / "bright.csv"]
     result = csv_rows.stage("toy", [data / "bright.csv"], tmp_path / "staged.csv", tmp_path / "rejected.csv")
     assert (result.rows_read, result.rows_rejected) == (14, 2)
-    assert (tmp_path / "staged.csv").read_text().splitlines()[0] == "brightness,face"
+    assert (tmp_path / "staged.csv").read_text().splitlines()[0] == "brightness,face,face_contrast"
     reasons = (tmp_path / "rejected.csv").read_text()
     assert "brightness: 300.0 outside 0..255" in reasons and "expected 2304 pixels" in reasons
 
@@ -155,7 +171,7 @@ def test_evaluate_predict_report_and_kserve_carry_the_new_branch(toy, monkeypatc
     assert predict.caption(face) == "Happy 0.90 bright 100"
 
     class Branch:  # what the report reads of a run's branch
-        model_uri, evaluation = "unused", object()
+        model_uri, evaluation, not_trained = "unused", object(), None
 
     monkeypatch.setattr(report, "_predict", lambda uri, examples, column: {"brightness": np.zeros(len(examples))})
     html = report._section(toy, Branch(), [{"face": _face(3)}] * 2)

@@ -8,7 +8,8 @@ from click.testing import CliRunner
 from emotion_ai.components.branches import BRANCHES
 from emotion_ai.pipelines.cli import main
 
-BRANCH_CHAIN = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
+BRANCH_CHAIN = ["CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataGate", "Transform",
+                "Trainer",
                 "ServedModel", "Evaluator", "Pusher"]
 RECORD = ["RunReport", "TrackRun"]  # after both branches
 
@@ -37,7 +38,9 @@ def test_compiled_spec_is_a_bare_pipeline_spec_kfp_loads_with_both_branches_on_t
     for branch in ("keypoints", "emotion"):
         other = "emotion" if branch == "keypoints" else "keypoints"
         deps = {k: set(v.get("dependentTasks", [])) for k, v in tasks.items()}
-        for upstream, task in [("CsvExampleGen", "StatisticsGen"), ("SchemaGen", "Transform"), ("Transform", "Trainer"),
+        for upstream, task in [("CsvExampleGen", "StatisticsGen"), ("ImportSchemaGen", "ExampleValidator"),
+                               ("ExampleValidator", "DataGate"), ("DataGate", "Transform"), ("DataGate", "Trainer"),
+                               ("Transform", "Trainer"),
                                ("Trainer", "Evaluator"), ("ServedModel", "Evaluator"), ("Evaluator", "Pusher")]:
             assert deps[f"{task}_{branch}"] >= {f"{upstream}_{branch}"}
         assert not any(d.endswith(other) for d in deps[f"Evaluator_{branch}"]), "a baseline of this branch only"

@@ -20,7 +20,7 @@ from pathlib import Path
 import kfp_local
 import pytest
 from click.testing import CliRunner
-from conftest import beam_worker_pool
+from conftest import beam_worker_pool, textured_pixels
 
 from emotion_ai.components.branches import BRANCHES
 from emotion_ai.pipelines.cli import main
@@ -30,8 +30,8 @@ from emotion_ai.pipelines.cli import main
 def test_the_compiled_spec_runs_task_by_task_until_both_models_are_pushed(tiny_data, tmp_path):
     root = tmp_path / "bucket" / "emotion-ai"  # stands in for gs://bucket/emotion-ai
     shutil.copytree(tiny_data["dir"], root / "data")  # the raw CSVs, both formats side by side
-    pixels = " ".join(["5"] * 48 * 48)
-    (root / "data" / "emotion_extra.csv").write_text(f"emotion,pixels\n1,{pixels}\n9,{pixels}\n")
+    pixels = textured_pixels(48)
+    (root / "data" / "emotion_extra.csv").write_text(f"emotion,pixels\n1,{pixels}\nx,{pixels}\n")
     spec_path = tmp_path / "spec.yaml"
     with beam_worker_pool(tmp_path) as pool:
         beam = [f"--beam-arg={arg}" for arg in pool["args"]]
@@ -59,7 +59,7 @@ def test_the_compiled_spec_runs_task_by_task_until_both_models_are_pushed(tiny_d
         assert examples["metadata"]["rows_read"] == rows, "every row was checked inside the DAG"
         assert examples["metadata"]["rows_rejected"] == (branch.name == "emotion")
         if branch.name == "emotion":
-            assert "emotion_extra.csv,3,emotion: label 9 outside 0..4" in (
+            assert "emotion_extra.csv,3,emotion: label 'x' is not an integer" in (
                 Path(examples["uri"]) / "rejected_rows.csv").read_text()
         served = results[cid("ServedModel")].artifacts["baseline"][0]["metadata"]
         assert served["served_version"] == 0, "a first run: nothing served, no baseline"

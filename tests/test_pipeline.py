@@ -47,7 +47,7 @@ def test_first_run_blesses_and_pushes_both_models(first_run, workspace):
         assert branch.pushed and branch.pushed_version
         assert (workspace["repo"] / name / branch.pushed_version / "saved_model.pb").exists()
     assert all(c.state == "complete" for c in summary.components)
-    assert len(summary.components) == 9 * 2 + 2  # nine per branch, then RunReport and TrackRun
+    assert len(summary.components) == 10 * 2 + 2  # ten per branch, then RunReport and TrackRun
     for name in ("keypoints", "emotion"):
         branch = summary.branches[name]
         # The gate scored the held-out test split, all of it, and there was no baseline yet.
@@ -70,7 +70,7 @@ def test_malformed_rows_are_counted_not_fatal(first_run):
                                             .outputs["examples"][0].uri)  # this run's, not the root's
     assert emotion.rejected_reasons == {"emotion": 1, "expected 2304 pixels (48x48), got 3": 1}
     rejected = Path(emotion.rejected_rows).read_text()
-    assert "emotion_extra.csv,3,emotion: label 7 outside 0..4" in rejected
+    assert "emotion_extra.csv,3,emotion: label 'x' is not an integer" in rejected
     assert "emotion_extra.csv,4,\"expected 2304 pixels (48x48), got 3\"" in rejected
     assert "2 rejected" in local_runner.format_summary(first_run)
 
@@ -128,7 +128,7 @@ def test_pushed_models_serve_examples_pixels_and_encoded_images(first_run, works
 
 def test_second_run_on_unchanged_data_is_cached_and_pushes_nothing(second_run, first_run, workspace):
     states = {c.node_id: c.state for c in second_run.summary.components}
-    for kind in ("CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer"):
+    for kind in ("CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform", "Trainer"):
         for branch in ("keypoints", "emotion"):
             assert states[f"{kind}_{branch}"] == "cached", (kind, branch, states)
     for name in ("keypoints", "emotion"):
@@ -402,3 +402,38 @@ def test_a_smoke_run_cannot_change_the_full_profiles_repository(first_run, works
     assert "belongs to profile 'full'" in kp.push_refused
     assert "belongs to profile 'full'" in local_runner.format_summary(result)
     assert {p.relative_to(production): p.stat().st_mtime for p in production.rglob("*")} == before
+
+
+def test_a_span_labelled_with_other_classes_is_flagged_and_trains_nothing(second_run, workspace, tmp_path):
+    """FER2013's seven-class numbering where five classes are expected: every row parses, so
+    none is rejected, but ExampleValidator finds labels outside the curated schema's domain.
+    The expression Trainer trains nothing, nothing is blessed or pushed, and the summary and
+    the report say why; the key-point branch, its data unchanged, comes from the cache."""
+    from emotion_ai.data import generator, readers
+
+    good = generator.write_emotion_csv(tmp_path / "good.csv", 130, seed=5)
+    lines = good.read_text().splitlines()
+    relabelled = [lines[0]] + [f"{i % 7},{line.split(',', 1)[1]}" for i, line in enumerate(lines[1:])]
+    (tmp_path / "span" / "fer7.csv").parent.mkdir()
+    (tmp_path / "span" / "fer7.csv").write_text("\n".join(relabelled) + "\n")
+    before = {m: _versions(workspace["repo"], m) for m in ("keypoints", "emotion")}
+    csvs = {"keypoints": readers.find_csvs(workspace["data"])["keypoints"],
+            "emotion": [tmp_path / "span" / "fer7.csv"]}
+
+    result = local_runner.run(SMOKE, workspace["root"], workspace["repo"], workspace["data"], csvs=csvs)
+
+    emotion = result.summary.branches["emotion"]
+    assert (emotion.rows_read, emotion.rows_rejected) == (130, 0)
+    flagged = [a for items in emotion.anomalies.values() for a in items if a.startswith("emotion: ")]
+    assert flagged and "Out-of-range" in flagged[0], emotion.anomalies
+    assert emotion.not_trained and "anomal" in emotion.not_trained
+    assert emotion.blessed is False and not emotion.pushed and emotion.evaluation is None
+    assert _versions(workspace["repo"], "emotion") == before["emotion"]
+    states = {c.node_id: c.state for c in result.summary.components}
+    assert states["Trainer_emotion"] == "complete" and states["Trainer_keypoints"] == "cached", states
+    assert states["RunReport"] == "complete", "the run still reports what it found"
+    text = local_runner.format_summary(result).split("  emotion:")[1]
+    assert "not trained: data validation found" in text and "Out-of-range" in text
+    html = result.report_path.read_text()
+    assert "NOT TRAINED" in html and "Out-of-range" in html
+    assert _versions(workspace["repo"], "keypoints") == before["keypoints"]

@@ -5,6 +5,7 @@ import csv
 import gzip
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from emotion_ai.components import csv_rows, spec
@@ -48,8 +49,8 @@ def test_emotion_plain_gzip_crlf_and_fer_header_quirks(tmp_path, gz, newline):
     assert (result.rows_read, result.rows_rejected) == (12, 0)
     with open(result.staged_path, newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["emotion", "pixels"]
-    assert rows[1] == ["0", PIX48] and rows[5][0] == "4"
+    assert rows[0] == ["emotion", "pixels", *spec.IMAGE_STATISTICS]
+    assert rows[1][:2] == ["0", PIX48] and rows[5][0] == "4"
     assert "\r" not in Path(result.staged_path).read_text()
 
 
@@ -72,7 +73,7 @@ def test_malformed_rows_are_counted_and_reported_with_file_line_and_reason(tmp_p
     short = " ".join(["1"] * 100)
     lines = ["emotion,pixels"] + [f"3,{PIX48}"] * 10 + [
         f"2,{short}",  # line 12: wrong pixel count
-        "9," + PIX48,  # line 13: label outside 0..4
+        "9," + PIX48,  # line 13: a label outside 0..4 is the schema's to flag, for the whole span
         "x," + PIX48,  # line 14: non-integer label
         "1," + PIX48.replace("7", "300", 1),  # line 15: pixel out of range
         "1," + PIX48.replace("7", "abc", 1),  # line 16: non-numeric pixel
@@ -80,19 +81,21 @@ def test_malformed_rows_are_counted_and_reported_with_file_line_and_reason(tmp_p
     ]
     path = _write(tmp_path / "emotion.csv", lines)
     result = _stage("emotion", [path], tmp_path)
-    assert (result.rows_read, result.rows_rejected, result.rows_staged) == (16, 6, 10)
+    assert (result.rows_read, result.rows_rejected, result.rows_staged) == (16, 5, 11)
     with open(result.rejected_path, newline="") as f:
         rejected = list(csv.DictReader(f))
-    assert [int(r["line"]) for r in rejected] == [12, 13, 14, 15, 16, 17]
+    assert [int(r["line"]) for r in rejected] == [12, 14, 15, 16, 17]
     assert all(r["file"] == str(path) for r in rejected)
     reasons = [r["reason"] for r in rejected]
     assert "expected 2304 pixels (48x48), got 100" in reasons[0]
-    assert "label 9 outside 0..4" in reasons[1]
-    assert "not an integer" in reasons[2]
-    assert "out of range" in reasons[3]
-    assert "non-numeric pixel value 'abc'" in reasons[4]
-    assert "expected 2 fields, got 1" in reasons[5]
-    assert rejected[1]["record"].startswith("9,7 7"), "the raw record is kept, nothing is lost"
+    assert "not an integer" in reasons[1]
+    assert "out of range" in reasons[2]
+    assert "non-numeric pixel value 'abc'" in reasons[3]
+    assert "expected 2 fields, got 1" in reasons[4]
+    # Scoring rows outside the pipeline (evaluate), where no ExampleValidator looks:
+    assert csv_rows.outside_domain("emotion", ["9", PIX48]) == "emotion: 9 outside the schema's 0..4"
+    assert csv_rows.outside_domain("emotion", ["4", PIX48]) is None
+    assert rejected[1]["record"].startswith("x,7 7"), "the raw record is kept, nothing is lost"
 
 
 def test_keypoint_outside_image_and_unlabelled_rows_are_rejected(tmp_path):
@@ -118,7 +121,7 @@ def test_missing_empty_and_wrong_files_are_one_line_errors(tmp_path):
     wrong = _write(tmp_path / "wrong.csv", ["emotion,image"] + [f"1,{PIX48}"] * 20)
     with pytest.raises(csv_rows.InputDataError, match="lacks column"):
         _stage("emotion", [wrong], tmp_path)
-    bad = _write(tmp_path / "bad.csv", ["emotion,pixels"] + ["7," + PIX48] * 20)
+    bad = _write(tmp_path / "bad.csv", ["emotion,pixels"] + ["x," + PIX48] * 20)
     with pytest.raises(csv_rows.InputDataError, match=r"only 0 valid row\(s\) of 20.*bad.csv line 2"):
         _stage("emotion", [bad], tmp_path)
 
@@ -139,7 +142,7 @@ def test_the_example_gen_checks_every_row_and_keeps_the_rejected_ones_with_its_e
     data = tmp_path / "data"
     (data / "2026-12-01").mkdir(parents=True)
     good = _write(data / "a.csv", ["emotion,pixels"] + [f"{i % 5},{PIX48}" for i in range(20)])
-    later = _write(data / "2026-12-01" / "b.csv.gz", ["emotion,pixels", f"1,{PIX48}", "8," + PIX48], gz=True)
+    later = _write(data / "2026-12-01" / "b.csv.gz", ["emotion,pixels", f"1,{PIX48}", "8x," + PIX48], gz=True)
     other = _write(data / "kp.csv", [KP_HEADER, _kp_line()])
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
@@ -285,3 +288,34 @@ def test_cli_run_and_evaluate_print_one_line_errors_for_broken_files(tmp_path):
         assert result.exit_code == 1, result.output
         assert f"Error: {tmp_path}" in result.output and expected in result.output
         assert "Traceback" not in result.output and "Aborted" not in result.output
+
+
+def test_the_staged_examples_carry_numbers_that_describe_each_image(tmp_path):
+    """Brightness, contrast, sharpness (and for key points the labelled face's size and
+    place) are computed once per row, for StatisticsGen and the schema; a blurred, darker
+    copy of an image has lower numbers."""
+    rng = np.random.default_rng(0)
+    sharp = rng.integers(60, 200, size=(48, 48)).astype(float)
+    blurred = (sharp + np.roll(sharp, 1, 0) + np.roll(sharp, 1, 1) + np.roll(sharp, (1, 1), (0, 1))) / 4 * 0.5
+    flat = np.full((48, 48), 77.0)
+    lines = ["emotion,pixels"] + [f"1,{' '.join(str(int(v)) for v in image.ravel())}" for image in (sharp, blurred, flat)] * 4
+    result = _stage("emotion", [_write(tmp_path / "e.csv", lines)], tmp_path)
+    with open(result.staged_path, newline="") as f:
+        staged = list(csv.DictReader(f))
+    stats = [{k: float(row[k]) for k in spec.IMAGE_STATISTICS} for row in staged]
+    brightness, contrast, sharpness = spec.IMAGE_STATISTICS
+    assert stats[1][brightness] < 0.6 * stats[0][brightness] and stats[1][contrast] < 0.6 * stats[0][contrast]
+    assert stats[1][sharpness] < 0.3 * stats[0][sharpness]
+    assert stats[2] == {brightness: 77.0, contrast: 0.0, sharpness: 0.0}
+
+    coords = ["30", "40", "66", "40"] + ["48"] * 26  # eye centres 36 px apart at y 40
+    unlabelled_eye = ["", "", "66", "40"] + ["48"] * 26
+    kp = [KP_HEADER] + [_kp_line(coords), _kp_line(unlabelled_eye)] * 5  # 10 rows: the least a run takes
+    result = _stage("keypoints", [_write(tmp_path / "k.csv", kp)], tmp_path)
+    with open(result.staged_path, newline="") as f:
+        staged = list(csv.DictReader(f))
+    eyes, centre_x, centre_y = spec.FACE_FRAMING
+    assert float(staged[0][eyes]) == 36.0
+    assert float(staged[0][centre_x]) == 48.0 and float(staged[0][centre_y]) == pytest.approx((40 * 2 + 48 * 13) / 15, abs=1e-4)
+    assert float(staged[1][eyes]) == spec.MISSING_COORDINATE  # an eye centre is unlabelled
+    assert float(staged[1][centre_x]) == pytest.approx((66 + 48 * 13) / 14, abs=1e-4)  # the mean of the labelled points

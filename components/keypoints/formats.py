@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from emotion_ai.components import spec
-from emotion_ai.components.common import rows
+from emotion_ai.components.common import image_stats, rows
 
 
 def check_row(row: dict[str, str]) -> list[str]:
@@ -28,6 +28,19 @@ def check_row(row: dict[str, str]) -> list[str]:
         raise ValueError("no key point is labelled")
     rows.parse_pixels(row[spec.KEYPOINT_IMAGE_COLUMN], size)
     return [rows.format_float(c) for c in coords] + [" ".join(row[spec.KEYPOINT_IMAGE_COLUMN].split())]
+
+
+def derived_features(record: list[str]) -> list[str]:
+    """The numbers data validation sees of a staged record (``derived_columns``): the image's
+    statistics, then the face's framing from its labels (``MISSING_COORDINATE`` for the eye
+    distance when an eye centre is unlabelled)."""
+    coords = np.array([float(v) for v in record[:len(spec.KEYPOINT_COLUMNS)]]).reshape(-1, 2)
+    known = (coords >= 0).all(axis=1)
+    left, right = coords[0], coords[1]  # the eye centres (KEYPOINT_NAMES order)
+    eyes = float(np.hypot(*(left - right))) if known[0] and known[1] else spec.MISSING_COORDINATE
+    centre = coords[known].mean(axis=0)  # check_row refuses a row with no labelled point
+    values = image_stats.image_features(record[-1], spec.KEYPOINT_IMAGE_SIZE) + [eyes, *centre]
+    return [image_stats.format_feature(v) for v in values]
 
 
 def truth(records: list[list[str]]) -> np.ndarray:
