@@ -6,7 +6,8 @@ Evaluator compares, the metrics it gates on, its default hyperparameters and gat
 the package that holds its code. That package fulfils one contract, module by module:
 
 * ``formats``: ``check_row(raw row) -> staged record`` (``ValueError`` says what is wrong),
-  ``derived_features(staged record)`` (the ``derived_columns``, strings), ``truth(staged records)``, ``describe(outputs, i, offset)`` (one served output as JSON)
+  ``derived_features(staged record)`` (the ``derived_columns``, strings), ``truth(staged
+  records)``, ``describe(outputs, i, offset)`` (one served output as JSON)
   and ``draw(photo, described, box, thickness) -> caption or None``;
 * ``transform``: ``preprocessing_fn`` (TFX Transform);
 * ``trainer``: ``run_fn`` (TFX Trainer), exporting the signatures of ``common.export``;

@@ -19,9 +19,9 @@ pipeline's jobs reach (tf.Transform's object tracker, see there).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import contextlib
 import signal
 import sys
 import threading

@@ -253,7 +253,8 @@ def schema(data_dir, branch_names, out_dir) -> None:
             raise click.ClickException(f"no {branch.name} CSV under {data_dir}")
         with tempfile.TemporaryDirectory() as work:
             inferred, staged = curated_schema.infer(branch, sources, work)
-        target = out_dir / branch.name / curated_schema.SCHEMA_FILE if out_dir else Path(curated_schema.source_path(branch))
+        target = (out_dir / branch.name / curated_schema.SCHEMA_FILE if out_dir
+                  else Path(curated_schema.source_path(branch)))
         target.parent.mkdir(parents=True, exist_ok=True)
         tfdv.write_schema_text(inferred, str(target))
         click.echo(f"{branch.name}: {target} from {staged.rows_read - staged.rows_rejected} rows of {len(sources)} "

@@ -2,10 +2,12 @@
 
 Per model branch of the registry (``components/branches.py``: key points, expressions),
 with unique component ids: CsvExampleGen (checks every row first:
-``validating_example_gen``) -> StatisticsGen -> ExampleValidator (against the branch's curated
-schema, imported by ImportSchemaGen: ``curated_schema``) -> Transform -> Trainer -> ServedModel (the version this branch's repository serves now, the
-baseline) -> Evaluator -> Pusher; then, over both branches, RunReport (the HTML report as an
-artifact) -> TrackRun (MLflow): ``record_components``.
+``validating_example_gen``) -> StatisticsGen -> ExampleValidator (against the branch's
+curated schema, imported by ImportSchemaGen: ``curated_schema``) -> DataGate -> Transform
+-> Trainer (trains only on data that passed: ``data_gate``) -> ServedModel (the version this
+branch's repository serves now, the baseline) -> Evaluator -> Pusher; then, over both
+branches, RunReport (the HTML report as an artifact) -> TrackRun (MLflow):
+``record_components``.
 
 All ML logic lives in the branches' module files under ``components/``; hyperparameters
 and gate values per profile in ``pipelines.config``. Local runners and the Kubeflow runner

@@ -45,8 +45,8 @@ def workspace(tiny_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     data_dir = root / "data"
     shutil.copytree(tiny_data["dir"], data_dir)
-    (data_dir / "emotion_extra.csv").write_text(
-        f"emotion,pixels\n1,{textured_pixels(48)}\nx,{textured_pixels(48)}\n2,1 2 3\n")  # line 3: bad label; 4: short image
+    (data_dir / "emotion_extra.csv").write_text(  # line 3: bad label; line 4: short image
+        f"emotion,pixels\n1,{textured_pixels(48)}\nx,{textured_pixels(48)}\n2,1 2 3\n")
     return {"data": data_dir, "root": root / "root", "repo": root / "repo"}
 
 

@@ -298,7 +298,8 @@ def test_the_staged_examples_carry_numbers_that_describe_each_image(tmp_path):
     sharp = rng.integers(60, 200, size=(48, 48)).astype(float)
     blurred = (sharp + np.roll(sharp, 1, 0) + np.roll(sharp, 1, 1) + np.roll(sharp, (1, 1), (0, 1))) / 4 * 0.5
     flat = np.full((48, 48), 77.0)
-    lines = ["emotion,pixels"] + [f"1,{' '.join(str(int(v)) for v in image.ravel())}" for image in (sharp, blurred, flat)] * 4
+    rows = [f"1,{' '.join(str(int(v)) for v in image.ravel())}" for image in (sharp, blurred, flat)]
+    lines = ["emotion,pixels"] + rows * 4
     result = _stage("emotion", [_write(tmp_path / "e.csv", lines)], tmp_path)
     with open(result.staged_path, newline="") as f:
         staged = list(csv.DictReader(f))
@@ -316,6 +317,7 @@ def test_the_staged_examples_carry_numbers_that_describe_each_image(tmp_path):
         staged = list(csv.DictReader(f))
     eyes, centre_x, centre_y = spec.FACE_FRAMING
     assert float(staged[0][eyes]) == 36.0
-    assert float(staged[0][centre_x]) == 48.0 and float(staged[0][centre_y]) == pytest.approx((40 * 2 + 48 * 13) / 15, abs=1e-4)
+    assert float(staged[0][centre_x]) == 48.0
+    assert float(staged[0][centre_y]) == pytest.approx((40 * 2 + 48 * 13) / 15, abs=1e-4)
     assert float(staged[1][eyes]) == spec.MISSING_COORDINATE  # an eye centre is unlabelled
     assert float(staged[1][centre_x]) == pytest.approx((66 + 48 * 13) / 14, abs=1e-4)  # the mean of the labelled points

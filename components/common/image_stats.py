@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from emotion_ai.components import spec
-
 
 def image_features(pixels: str, size: int) -> list[float]:
     """``spec.IMAGE_STATISTICS`` of one space-separated pixel string (already checked):

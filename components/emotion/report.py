@@ -1,6 +1,7 @@
 """The expression branch's section of the evaluation report."""
 from __future__ import annotations
 
+import collections
 import html
 
 import numpy as np
@@ -42,15 +43,22 @@ def section(e, examples: list[dict], out: dict[str, np.ndarray]) -> str:
     return "\n".join(parts)
 
 
+def _class_name(label: int) -> str:
+    """The class of a label; a label that is none (data the schema flags) says so."""
+    return spec.EMOTION_CLASSES[label] if 0 <= label < len(spec.EMOTION_CLASSES) else f"label {label}?"
+
+
 def data_samples(examples: list[dict], split: str) -> str:
-    """Class balance of the plotted examples and a few faces with their labels."""
+    """Class balance of the plotted examples and a few faces with their labels; labels that
+    are no class (a batch the schema flags) get bars of their own, so they show."""
     if not examples:
         return ""
-    labels = np.bincount([int(x[spec.EMOTION_LABEL_COLUMN]) for x in examples], minlength=len(spec.EMOTION_CLASSES))
-    balance = rp.img(rp.bars(list(spec.EMOTION_CLASSES), {"examples": labels.tolist()},
+    counts = collections.Counter(int(x[spec.EMOTION_LABEL_COLUMN]) for x in examples)
+    labels = sorted(set(range(len(spec.EMOTION_CLASSES))) | set(counts))
+    balance = rp.img(rp.bars([_class_name(i) for i in labels], {"examples": [counts[i] for i in labels]},
                              f"Class balance ({split} examples plotted)", "examples"), "class balance")
     sample = examples[:6]
     faces = rp.img(rp.face_grid([rp.image(x[spec.EMOTION_PIXELS_COLUMN], spec.EMOTION_IMAGE_SIZE) for x in sample],
-                                [spec.EMOTION_CLASSES[int(x[spec.EMOTION_LABEL_COLUMN])] for x in sample]),
+                                [_class_name(int(x[spec.EMOTION_LABEL_COLUMN])) for x in sample]),
                    "sample expression images")
     return f'<div class="row">{balance}{faces}</div>'
