@@ -52,6 +52,7 @@ class StageResult:
     staged_path: str
     rejected_path: str | None  # None when no row was rejected
     reasons: dict[str, int] = dataclasses.field(default_factory=dict)  # reason kind -> rows
+    per_source: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)  # path -> (read, rejected)
 
     @property
     def rows_staged(self) -> int:
@@ -267,6 +268,7 @@ def stage(kind: str, sources: Iterable, staged_path, rejected_path) -> StageResu
         raise InputDataError(f"no {kind} CSV given or found")
     rows_read = rows_staged = 0
     reasons: dict[str, int] = {}
+    per_source: dict[str, tuple[int, int]] = {}
     rejected_rows = []
     branch = by_name(kind)
     derive = branch.part("formats").derived_features
@@ -275,7 +277,7 @@ def stage(kind: str, sources: Iterable, staged_path, rejected_path) -> StageResu
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(branch.staged_columns + branch.derived_columns)
         for source in sources:
-            rows_before, last_line = rows_read, 1
+            rows_before, rejected_before, last_line = rows_read, len(rejected_rows), 1
             for line, record, reason, raw in iter_rows(kind, source):
                 rows_read, last_line = rows_read + 1, line
                 if record is None:
@@ -288,6 +290,7 @@ def stage(kind: str, sources: Iterable, staged_path, rejected_path) -> StageResu
             # Nothing is lost: every line after the header is a row, staged or rejected.
             if rows_read - rows_before != last_line - 1:
                 raise AssertionError(f"{source}: {rows_read - rows_before} rows read of {last_line - 1} lines")
+            per_source[source] = (rows_read - rows_before, len(rejected_rows) - rejected_before)
     file_modes.private(staged_path)  # people's faces
     if rows_read != rows_staged + len(rejected_rows):
         raise AssertionError(f"{kind}: {rows_read} rows read != {rows_staged} staged + {len(rejected_rows)} rejected")
@@ -305,4 +308,4 @@ def stage(kind: str, sources: Iterable, staged_path, rejected_path) -> StageResu
             writer.writerows(rejected_rows)
         file_modes.private(rejected_path)
     return StageResult(kind, sources, rows_read, len(rejected_rows), staged_path,
-                       rejected_path if rejected_rows else None, reasons)
+                       rejected_path if rejected_rows else None, reasons, per_source)

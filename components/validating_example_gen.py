@@ -10,8 +10,13 @@ artifact, so the summary, the report and MLflow read it on every orchestrator:
 * ``rejected_rows.csv`` in the artifact's folder (file, line, reason, raw record), only when
   a row was rejected;
 * custom properties ``rows_read``, ``rows_rejected``, ``rejected_reasons`` (JSON: reason ->
-  rows), ``sources`` (JSON list of the files read) and ``other_files`` (JSON list of files of
-  another branch's format).
+  rows), ``sources`` (JSON list of the files read), ``other_files`` (JSON list of files of
+  another branch's format), ``spans`` (JSON list, oldest first, of the spans read: name,
+  files, rows read and rejected) and ``spans_left_out`` (JSON list of the older spans'
+  names, outside the window: ``spans``).
+
+Only the newest ``span_window`` spans (custom config) are read; the artifact's ``span`` is
+the newest one's number, as TFX's span-aware ExampleGen sets it.
 
 ExampleGen's driver fingerprints the top level of ``input_base`` (span, version, cache); a
 runner that knows more (sub-folders, an explicit file list) passes its own ``fingerprint``
@@ -32,7 +37,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from emotion_ai.components import csv_rows, spec
+from emotion_ai.components import csv_rows, spans, spec
 
 STAGED_FILE = "staged.csv"
 
@@ -47,9 +52,10 @@ class BranchInput:
     fingerprint: str = ""
 
 
-def _custom_config(branch: str, source: BranchInput) -> example_gen_pb2.CustomConfig:
+def _custom_config(branch: str, source: BranchInput, span_window: int) -> example_gen_pb2.CustomConfig:
     struct = struct_pb2.Struct()
-    struct.update({"branch": branch, "files": list(source.files), "fingerprint": source.fingerprint})
+    struct.update({"branch": branch, "files": list(source.files), "fingerprint": source.fingerprint,
+                   "span_window": span_window})
     packed = any_pb2.Any()
     packed.Pack(struct)
     return example_gen_pb2.CustomConfig(custom_config=packed)
@@ -87,11 +93,18 @@ class Executor(csv_executor.Executor):
             raise csv_rows.InputDataError(f"no {branch} CSV in {base}"
                                           + (f" (only other formats: {', '.join(others)})" if others else ""))
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        try:
+            kept, left_out = spans.window(spans.group(base, ours), int(custom.get("span_window") or 1))
+        except spans.SpanError as error:
+            raise csv_rows.InputDataError(str(error)) from None
+        ours = [path for span in kept for path in span.files]
         staged_dir = os.path.join(self._get_tmp_dir(), "staged")
         result = csv_rows.stage(branch, ours, f"{staged_dir}/{STAGED_FILE}",
                                 f"{examples.uri}/{spec.REJECTED_ROWS_FILE}")
-        logging.info("%s: %d rows read from %d file(s), %d rejected%s", branch, result.rows_read, len(ours),
-                     result.rows_rejected, f" (see {result.rejected_path})" if result.rejected_path else "")
+        logging.info("%s: %d rows read from %d file(s) of %d span(s) (%s), %d rejected%s%s", branch,
+                     result.rows_read, len(ours), len(kept), ", ".join(s.name for s in kept), result.rows_rejected,
+                     f" (see {result.rejected_path})" if result.rejected_path else "",
+                     f"; older spans left out: {', '.join(s.name for s in left_out)}" if left_out else "")
         staged = dict(exec_properties)
         staged[standard_component_specs.INPUT_BASE_KEY] = staged_dir
         staged[standard_component_specs.INPUT_CONFIG_KEY] = proto_utils.proto_to_json(example_gen_pb2.Input(
@@ -102,15 +115,22 @@ class Executor(csv_executor.Executor):
         examples.set_string_custom_property("rejected_reasons", json.dumps(result.reasons))
         examples.set_string_custom_property("sources", json.dumps(ours))
         examples.set_string_custom_property("other_files", json.dumps(others))
+        examples.set_string_custom_property("spans", json.dumps([
+            {"name": span.name, "number": span.number, "files": list(span.files),
+             "rows_read": sum(result.per_source[f][0] for f in span.files),
+             "rows_rejected": sum(result.per_source[f][1] for f in span.files)} for span in kept]))
+        examples.set_string_custom_property("spans_left_out", json.dumps([span.name for span in left_out]))
+        examples.span = kept[-1].number
 
 
 def ValidatingCsvExampleGen(branch: str, source: BranchInput | str,  # noqa: N802 - a component, as TFX's are
-                            output_config: example_gen_pb2.Output) -> FileBasedExampleGen:
-    """The ExampleGen of one branch, reading ``source`` (a folder or a ``BranchInput``)."""
+                            output_config: example_gen_pb2.Output, span_window: int) -> FileBasedExampleGen:
+    """The ExampleGen of one branch, reading the newest ``span_window`` spans of ``source``
+    (a folder or a ``BranchInput``)."""
     source = BranchInput(source) if isinstance(source, str) else source
     return FileBasedExampleGen(
         input_base=source.base,
-        custom_config=_custom_config(branch, source),
+        custom_config=_custom_config(branch, source, span_window),
         output_config=output_config,
         custom_executor_spec=executor_spec.BeamExecutorSpec(Executor),
     )

@@ -202,6 +202,10 @@ def scheduled_run(profile: str, pipeline_root: Path, model_repo: Path, data_dir:
     return scheduler.describe(result)
 
 
+def _span_range(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{names[0]}..{names[-1]}"
+
+
 @main.command()
 @click.option("--pipeline-root", type=click.Path(path_type=Path), default=config.PIPELINE_ROOT, show_default=True)
 @click.option("--last", type=click.IntRange(min=1), default=20, show_default=True, help="How many of the latest runs.")
@@ -219,11 +223,13 @@ def runs(pipeline_root, last) -> None:
     click.echo(f"{'start':<26} {'end':<26} {'trigger':<9} {'profile':<8} {'status':<10} {'models':<30} report")
     for e in entries:
         models = " ".join(f"{n}:{'B' if m['blessed'] else '-'}{'P' if m['pushed'] else '-'}"
+                          f"{'A' if m.get('anomalies') else ''}"
+                          + (f"[{_span_range(m['spans'])}]" if m.get("spans") else "")
                           for n, m in (e.get("models") or {}).items())
         click.echo(f"{e['start']:<26} {e.get('end', ''):<26} {e.get('trigger', 'schedule'):<9} "
                    f"{e.get('profile') or '':<8} {e['status']:<10} {models or e.get('error', ''):<30} "
                    f"{e.get('report') or ''}")
-    click.echo("models: B blessed, P pushed")
+    click.echo("models: B blessed, P pushed, A data anomalies (not trained when flagged); [spans read]")
 
 
 @main.command()

@@ -71,6 +71,9 @@ class Profile:
     # A production profile pushes to the default model repository; every other profile (open
     # gates, tiny data) to a repository of its own unless told otherwise (see model_repo_for).
     production: bool = False
+    # Spans (components/spans.py: span-N or dated folders): each run trains on the newest this
+    # many and leaves older ones out. Large enough by default that every span is kept.
+    span_window: int = 10_000
 
     def params_for(self, branch: ModelBranch) -> ModelParams:
         return self.params.get(branch.name, branch.default_params)

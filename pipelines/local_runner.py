@@ -89,7 +89,10 @@ def resolve_inputs(data_dir: Path, csvs: Mapping[str, Sequence[Path]] | None = N
         for path in paths:
             if not path.is_file():
                 raise InputDataError(f"{path}: file not found")
-        base = Path(os.path.commonpath([p.parent for p in paths]))
+        # Relative to the data folder, so that span folders under it (span-3/, 2026-12-01/) are
+        # seen as such even when only one span is there.
+        found_here = not csvs.get(branch.name) and Path(data_dir).resolve()
+        base = found_here or Path(os.path.commonpath([p.parent for p in paths]))
         inputs[branch.name] = BranchInput(str(base), tuple(str(p.relative_to(base)) for p in paths),
                                           _fingerprint(paths))
     return inputs
@@ -195,6 +198,10 @@ def format_summary(result: RunResult) -> str:
         source = ctx.data[branch.name]["source"] if ctx else "data"
         lines.append(f"    data: {source}; {b.rows_read} rows read, {b.rows_rejected} rejected"
                      + (f" ({b.rejected_rows})" if b.rejected_rows else ""))
+        if b.spans:
+            lines.append(f"    spans: {b.span_names}" + "".join(
+                f"\n      {s['name']}: {s['rows_read']} rows read, {s['rows_rejected']} rejected, "
+                f"{len(s['files'])} file(s)" for s in b.spans))
         if b.split_counts:
             lines.append("    splits: " + ", ".join(f"{k} {v}" for k, v in b.split_counts.items())
                          + f" (the Trainer reads {config.TRAIN_SPLIT} and {config.EVAL_SPLIT}; "

@@ -91,7 +91,7 @@ def _branch(branch: ModelBranch, source: BranchInput | str, profile: config.Prof
     params = profile.params_for(branch)
     # Every row is checked inside the DAG; rejected rows and counts travel with the examples.
     example_gen = validating_example_gen.ValidatingCsvExampleGen(
-        branch.name, source,
+        branch.name, source, span_window=profile.span_window,
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
             tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
             for name, buckets in profile.split_buckets.items()])),

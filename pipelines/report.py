@@ -98,6 +98,16 @@ def _data_section(summary, examples: dict[str, list[dict]]) -> str:
     parts.append(rp.table(["dataset"] + [f"{s} examples" for s in splits] + ["rows rejected", "anomalies"], rows))
     parts.append("<p class=meta>" + "; ".join(f"<b>{s}</b> {html.escape(config.SPLIT_ROLES[s])}" for s in splits)
                  + ".</p>")
+    span_rows = [[branch.name, html.escape(sp["name"]), sp["rows_read"], sp["rows_rejected"], len(sp["files"])]
+                 for branch in BRANCHES for sp in summary.branches[branch.name].spans]
+    if span_rows:
+        parts.append("<h3>Spans read (oldest first)</h3>"
+                     + rp.table(["dataset", "span", "rows read", "rows rejected", "files"], span_rows))
+        left = [f"{branch.name}: {', '.join(summary.branches[branch.name].spans_left_out)}" for branch in BRANCHES
+                if summary.branches[branch.name].spans_left_out]
+        if left:
+            parts.append(f"<p class=meta>Older spans outside the profile's window, not read: "
+                         f"{html.escape('; '.join(left))}.</p>")
     for branch in BRANCHES:
         b = summary.branches[branch.name]
         items = [f"<li>[{html.escape(s)}] {html.escape(a)}</li>" for s, v in b.anomalies.items() for a in v]

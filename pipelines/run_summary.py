@@ -57,6 +57,16 @@ class BranchSummary:
     rejected_reasons: dict[str, int] = dataclasses.field(default_factory=dict)
     sources: list[str] = dataclasses.field(default_factory=list)  # the CSVs read
     not_trained: str | None = None  # why the Trainer trained no model (its data failed validation)
+    # The spans read, oldest first (name, number, files, rows_read, rows_rejected), and the
+    # older ones outside the window (``components/spans.py``).
+    spans: list[dict] = dataclasses.field(default_factory=list)
+    spans_left_out: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def span_names(self) -> str:
+        """``span-2, span-3`` (and what was left out), for one line of text."""
+        named = ", ".join(s["name"] for s in self.spans) or "?"
+        return named + (f" (older, left out: {', '.join(self.spans_left_out)})" if self.spans_left_out else "")
 
     @property
     def rows_staged(self) -> int:
@@ -190,7 +200,9 @@ def _data(examples) -> dict:
     return {"rows_read": int(custom_property(examples, "rows_read") or 0), "rows_rejected": int(rejected),
             "rejected_rows": f"{examples.uri}/{spec.REJECTED_ROWS_FILE}" if rejected else None,
             "rejected_reasons": json.loads(custom_property(examples, "rejected_reasons") or "{}"),
-            "sources": json.loads(custom_property(examples, "sources") or "[]")}
+            "sources": json.loads(custom_property(examples, "sources") or "[]"),
+            "spans": json.loads(custom_property(examples, "spans") or "[]"),
+            "spans_left_out": json.loads(custom_property(examples, "spans_left_out") or "[]")}
 
 
 def _value(kv) -> float | None:

@@ -223,7 +223,10 @@ def describe(result) -> dict:
         "profile": context.profile if context else None,
         "report": str(result.report_path) if getattr(result, "report_path", None) else None,
         "models": {name: {"blessed": b.blessed, "pushed": bool(b.pushed and not b.identical_to_version),
-                          "version": b.pushed_version or b.identical_to_version}
+                          "version": b.pushed_version or b.identical_to_version,
+                          "spans": [s["name"] for s in b.spans], "spans_left_out": b.spans_left_out,
+                          "anomalies": sum(len(v) for v in b.anomalies.values()),
+                          **({"not_trained": b.not_trained} if b.not_trained else {})}
                    for name, b in summary.branches.items()},
     }
 

@@ -52,7 +52,7 @@ def test_a_manual_run_is_quiet_shows_progress_is_recorded_and_holds_the_lock(fir
     assert (first["trigger"], first["status"], first["profile"], first["run_id"]) == (
         "manual", "succeeded", "smoke", run_id)
     listing = cli("runs", "--pipeline-root", str(root), timeout=60)
-    assert "manual" in listing.stdout and "succeeded" in listing.stdout and "keypoints:BP" in listing.stdout
+    assert "manual" in listing.stdout and "succeeded" in listing.stdout and "keypoints:BP[(no span folder)]" in listing.stdout
 
     entries = len(scheduler.read_history(root))
     with FileLock(str(root / scheduler.LOCK_FILE)):  # as a scheduled run would hold it

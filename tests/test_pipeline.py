@@ -60,6 +60,10 @@ def test_first_run_blesses_and_pushes_both_models(first_run, workspace):
     assert "BLESSED" in text and "pushed: version" in text
     assert "Evaluator on the test split" in text and "baseline: none (nothing of this branch served yet)" in text
     assert "generated sample data (seed 0)" in text and "profile smoke" in text
+    # Flat data folders are one span, read whole, and the summary says so.
+    assert [s["name"] for s in summary.branches["emotion"].spans] == ["(no span folder)"]
+    assert summary.branches["emotion"].spans[0]["rows_read"] == summary.branches["emotion"].rows_read
+    assert "spans: (no span folder)" in text
 
 
 def test_malformed_rows_are_counted_not_fatal(first_run):

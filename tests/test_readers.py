@@ -126,27 +126,18 @@ def test_missing_empty_and_wrong_files_are_one_line_errors(tmp_path):
         _stage("emotion", [bad], tmp_path)
 
 
-def test_the_example_gen_checks_every_row_and_keeps_the_rejected_ones_with_its_examples(tmp_path):
-    """The ExampleGen executor of a branch, run as TFX runs it: it reads its own format (in
-    sub-folders too), leaves the other format's files to the other branch and names them,
-    writes tf.Examples of the good rows only, and records counts, reasons and the rejected
-    rows on and in its Examples artifact."""
-    import json
-
-    import tensorflow as tf
+def _run_example_gen(tmp_path, branch: str, data, span_window: int = 10_000):
+    """The ExampleGen executor of ``branch`` on the folder ``data``, run as TFX runs it (its
+    exec properties as JSON); its Examples artifact."""
     from tfx.types import standard_artifacts
 
     from emotion_ai.components import validating_example_gen as veg
     from emotion_ai.pipelines import config
 
-    data = tmp_path / "data"
-    (data / "2026-12-01").mkdir(parents=True)
-    good = _write(data / "a.csv", ["emotion,pixels"] + [f"{i % 5},{PIX48}" for i in range(20)])
-    later = _write(data / "2026-12-01" / "b.csv.gz", ["emotion,pixels", f"1,{PIX48}", "8x," + PIX48], gz=True)
-    other = _write(data / "kp.csv", [KP_HEADER, _kp_line()])
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
-    component = veg.ValidatingCsvExampleGen("emotion", str(data), output_config=veg.example_gen_pb2.Output(
+    component = veg.ValidatingCsvExampleGen(branch, str(data), span_window=span_window,
+                                            output_config=veg.example_gen_pb2.Output(
         split_config=veg.example_gen_pb2.SplitConfig(splits=[
             veg.example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=3),
             veg.example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)])))
@@ -157,10 +148,53 @@ def test_the_example_gen_checks_every_row_and_keeps_the_rejected_ones_with_its_e
     executor = veg.Executor(veg.Executor.Context(tmp_dir=str(tmp_path / "tmp"), unique_id="1",
                                                  beam_pipeline_args=list(config.BEAM_PIPELINE_ARGS)))
     executor.Do({}, {"examples": [examples]}, properties)
+    return examples
+
+
+def test_the_example_gen_reads_the_newest_spans_and_accounts_for_each(tmp_path):
+    """Span folders (span-N) under the branch's folder, at any depth, and loose files as the
+    oldest span: a window of 2 reads the two newest, names the ones it left out, counts rows
+    per span, and the artifact's span is the newest one's number."""
+    import json
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _write(data / "old.csv", ["emotion,pixels"] + [f"1,{PIX48}"] * 10)
+    for n, rows in ((1, 10), (2, 11), (10, 12)):
+        (data / "emotion" / f"span-{n}").mkdir(parents=True)
+        bad = ["x," + PIX48] if n == 2 else []
+        _write(data / "emotion" / f"span-{n}" / "part.csv", ["emotion,pixels"] + [f"2,{PIX48}"] * rows + bad)
+    examples = _run_example_gen(tmp_path, "emotion", data, span_window=2)
+    spans = json.loads(examples.get_string_custom_property("spans"))
+    assert [(s["name"], s["rows_read"], s["rows_rejected"]) for s in spans] == [("span-2", 12, 1), ("span-10", 12, 0)]
+    assert json.loads(examples.get_string_custom_property("spans_left_out")) == ["(no span folder)", "span-1"]
+    assert examples.get_int_custom_property("rows_read") == 24 and examples.span == 10
+
+    (data / "2026-12-01").mkdir()
+    _write(data / "2026-12-01" / "more.csv", ["emotion,pixels"] + [f"3,{PIX48}"] * 10)
+    with pytest.raises(csv_rows.InputDataError, match="numbered span folders .* and dated ones"):
+        _run_example_gen(tmp_path / "again", "emotion", data)
+
+
+def test_the_example_gen_checks_every_row_and_keeps_the_rejected_ones_with_its_examples(tmp_path):
+    """The ExampleGen executor of a branch, run as TFX runs it: it reads its own format (in
+    sub-folders too), leaves the other format's files to the other branch and names them,
+    writes tf.Examples of the good rows only, and records counts, reasons and the rejected
+    rows on and in its Examples artifact."""
+    import json
+
+    import tensorflow as tf
+
+    data = tmp_path / "data"
+    (data / "2026-12-01").mkdir(parents=True)
+    good = _write(data / "a.csv", ["emotion,pixels"] + [f"{i % 5},{PIX48}" for i in range(20)])
+    later = _write(data / "2026-12-01" / "b.csv.gz", ["emotion,pixels", f"1,{PIX48}", "8x," + PIX48], gz=True)
+    other = _write(data / "kp.csv", [KP_HEADER, _kp_line()])
+    examples = _run_example_gen(tmp_path, "emotion", data)
 
     assert examples.get_int_custom_property("rows_read") == 22
     assert examples.get_int_custom_property("rows_rejected") == 1
-    assert json.loads(examples.get_string_custom_property("sources")) == [str(later), str(good)]
+    assert json.loads(examples.get_string_custom_property("sources")) == [str(good), str(later)]  # oldest span first
     assert json.loads(examples.get_string_custom_property("other_files")) == [str(other)]
     assert json.loads(examples.get_string_custom_property("rejected_reasons")) == {"emotion": 1}
     with open(tmp_path / "examples" / spec.REJECTED_ROWS_FILE, newline="") as f:
