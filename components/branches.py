@@ -76,6 +76,12 @@ class ModelBranch:
     def run_fn(self) -> str:
         return f"{self.package}.trainer.run_fn"
 
+    @property
+    def drift_columns(self) -> tuple[str, ...]:
+        """What drift and skew are measured on (``components/drift.py``): the derived image
+        numbers and the class index, whose mix is compared."""
+        return (*(c for c, d in self.domains.items() if d.categorical), *self.derived_columns)
+
     def metric(self, name: str) -> Metric:
         return next(m for m in self.metrics if m.name == name)
 

@@ -18,6 +18,7 @@ rejected-rows CSV. ``validating_example_gen`` runs it inside the pipeline; ``eva
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import dataclasses
 import gzip
@@ -258,10 +259,11 @@ def outside_domain(kind: str, record: list[str]) -> str | None:
     return None
 
 
-def stage(kind: str, sources: Iterable, staged_path, rejected_path) -> StageResult:
+def stage(kind: str, sources: Iterable, staged_path, rejected_path, features_path=None) -> StageResult:
     """Check every row of ``sources``: good rows to ``staged_path`` (one canonical CSV), bad
     ones to ``rejected_path`` (written only when there are any). Raises ``InputDataError``
-    when too few rows are valid to train on."""
+    when too few rows are valid to train on. ``features_path``: also write, per staged row,
+    its file and its ``drift_columns`` (a small CSV for drift by span)."""
     sources = [os.fspath(s) for s in sources]
     staged_path, rejected_path = os.fspath(staged_path), os.fspath(rejected_path)
     if not sources:
@@ -272,10 +274,19 @@ def stage(kind: str, sources: Iterable, staged_path, rejected_path) -> StageResu
     rejected_rows = []
     branch = by_name(kind)
     derive = branch.part("formats").derived_features
+    columns = branch.staged_columns + branch.derived_columns
+    picked = [columns.index(c) for c in branch.drift_columns]
     fileio.makedirs(os.path.dirname(staged_path))
-    with fileio.open(staged_path, "w") as out:
+    with contextlib.ExitStack() as files:
+        features = None
+        if features_path:
+            fileio.makedirs(os.path.dirname(os.fspath(features_path)))
+            features = files.enter_context(fileio.open(os.fspath(features_path), "w"))
+            features_writer = csv.writer(features, lineterminator="\n")
+            features_writer.writerow(("file", *branch.drift_columns))
+        out = files.enter_context(fileio.open(staged_path, "w"))
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(branch.staged_columns + branch.derived_columns)
+        writer.writerow(columns)
         for source in sources:
             rows_before, rejected_before, last_line = rows_read, len(rejected_rows), 1
             for line, record, reason, raw in iter_rows(kind, source):
@@ -285,12 +296,17 @@ def stage(kind: str, sources: Iterable, staged_path, rejected_path) -> StageResu
                     key = reason.split(":")[0] if ":" in reason else reason
                     reasons[key] = reasons.get(key, 0) + 1
                 else:
-                    writer.writerow(record + derive(record))
+                    staged = record + derive(record)
+                    writer.writerow(staged)
+                    if features:
+                        features_writer.writerow((source, *(staged[i] for i in picked)))
                     rows_staged += 1
             # Nothing is lost: every line after the header is a row, staged or rejected.
             if rows_read - rows_before != last_line - 1:
                 raise AssertionError(f"{source}: {rows_read - rows_before} rows read of {last_line - 1} lines")
             per_source[source] = (rows_read - rows_before, len(rejected_rows) - rejected_before)
+    if features_path:
+        file_modes.private(os.fspath(features_path))
     file_modes.private(staged_path)  # people's faces
     if rows_read != rows_staged + len(rejected_rows):
         raise AssertionError(f"{kind}: {rows_read} rows read != {rows_staged} staged + {len(rejected_rows)} rejected")

@@ -14,6 +14,8 @@ import json
 
 # Rows refused by the ExampleGen's checks, in its Examples artifact's folder.
 REJECTED_ROWS_FILE = "rejected_rows.csv"
+# Beside it: each staged row's file and drift columns (components/drift.py).
+SPAN_FEATURES_FILE = "span_features.csv"
 
 # Custom properties of the Evaluator's baseline artifact (components/served_baseline.py).
 SERVED_VERSION = "served_version"  # the repository version served when the run started; 0: none

@@ -8,7 +8,8 @@ executor, which splits and writes the examples. What it did travels with the ``E
 artifact, so the summary, the report and MLflow read it on every orchestrator:
 
 * ``rejected_rows.csv`` in the artifact's folder (file, line, reason, raw record), only when
-  a row was rejected;
+  a row was rejected; ``span_features.csv`` beside it: per staged row its file and the
+  numbers drift is measured on (``drift``);
 * custom properties ``rows_read``, ``rows_rejected``, ``rejected_reasons`` (JSON: reason ->
   rows), ``sources`` (JSON list of the files read), ``other_files`` (JSON list of files of
   another branch's format), ``spans`` (JSON list, oldest first, of the spans read: name,
@@ -100,7 +101,8 @@ class Executor(csv_executor.Executor):
         ours = [path for span in kept for path in span.files]
         staged_dir = os.path.join(self._get_tmp_dir(), "staged")
         result = csv_rows.stage(branch, ours, f"{staged_dir}/{STAGED_FILE}",
-                                f"{examples.uri}/{spec.REJECTED_ROWS_FILE}")
+                                f"{examples.uri}/{spec.REJECTED_ROWS_FILE}",
+                                features_path=f"{examples.uri}/{spec.SPAN_FEATURES_FILE}")
         logging.info("%s: %d rows read from %d file(s) of %d span(s) (%s), %d rejected%s%s", branch,
                      result.rows_read, len(ours), len(kept), ", ".join(s.name for s in kept), result.rows_rejected,
                      f" (see {result.rejected_path})" if result.rejected_path else "",

@@ -98,9 +98,11 @@ def _executor_of(pipeline_spec: dict, task_name: str) -> dict:
 def build_spec(*, image: str, pipeline_root: str, inputs: Mapping[str, str] | None = None,
                model_repo: str | None = None, profile: config.Profile | None = None,
                beam_args: Sequence[str] = DEFAULT_BEAM_ARGS, trainer: Resources = Resources(),
-               tracking_uri: str = "") -> dict:
+               tracking_uri: str = "", serving_log: str = "") -> dict:
     """The bare KFP PipelineSpec of every branch, as a dict. ``inputs``: per branch name, the
-    folder of its raw CSVs (default ``<root>/data``, both formats side by side)."""
+    folder of its raw CSVs (default ``<root>/data``, both formats side by side).
+    ``serving_log``: where the server records requests, for skew (its task is then never
+    taken from the cache: the log grows between runs)."""
     root = pipeline_root.rstrip("/")
     pipeline = create_pipeline(
         pipeline_root=root,
@@ -111,6 +113,8 @@ def build_spec(*, image: str, pipeline_root: str, inputs: Mapping[str, str] | No
         baseline_keys=dict.fromkeys((b.name for b in BRANCHES), "never cached on Kubeflow"),  # see UNCACHED
         run_key="never cached on Kubeflow",
         tracking_uri=tracking_uri,
+        serving_log=serving_log,
+        serving_log_key="never cached on Kubeflow" if serving_log else "",
     )
     runner = v2.KubeflowV2DagRunner(config=v2.KubeflowV2DagRunnerConfig(default_image=image,
                                                                         use_pipeline_spec_2_1=True))
@@ -121,7 +125,7 @@ def build_spec(*, image: str, pipeline_root: str, inputs: Mapping[str, str] | No
     for name in UNCACHED_RECORD:
         tasks[name]["cachingOptions"] = {"enableCache": False}
     for branch in BRANCHES:
-        for kind in UNCACHED:
+        for kind in UNCACHED + (("DataDrift",) if serving_log else ()):
             tasks[branch.component_id(kind)]["cachingOptions"] = {"enableCache": False}
         resources = trainer.to_spec()
         if resources:

@@ -74,6 +74,10 @@ def _run_locally(profile: config.Profile, pipeline_root: Path, model_repo: Path,
     return finished["result"]
 
 
+_SERVING_LOG = click.option(
+    "--serving-log", type=click.Path(path_type=Path), default=config.REQUEST_LOG_DIR, show_default=True,
+    help="Where `serve --log-requests` records requests: the run measures skew against them when it exists.")
+
 _BEAM_ARG = click.option(
     "--beam-arg", "beam_args", multiple=True,
     help="Beam pipeline argument (repeatable), after the defaults so it wins, e.g. --direct_num_workers=2 or "
@@ -96,8 +100,9 @@ _BEAM_ARG = click.option(
 @click.option("--no-cache", is_flag=True, help="Re-run every component even if its inputs are unchanged.")
 @_BEAM_ARG
 @click.option("-v", "--verbose", is_flag=True, help="Show the TFX/Beam/TensorFlow logs here, not only in the log file.")
+@_SERVING_LOG
 def run(profile, keypoints_csvs, emotion_csvs, data_dir, pipeline_root, model_repo, allow_other_profile, no_cache,
-        beam_args, verbose) -> None:
+        beam_args, verbose, serving_log) -> None:
     """Run the whole two-branch pipeline on the local Beam runner."""
     from emotion_ai.components.csv_rows import InputDataError
     from emotion_ai.pipelines import scheduler
@@ -107,7 +112,7 @@ def run(profile, keypoints_csvs, emotion_csvs, data_dir, pipeline_root, model_re
         csvs = {KEYPOINTS.name: keypoints_csvs, EMOTION.name: emotion_csvs}
         result = _run_locally(chosen, pipeline_root, _model_repo(model_repo, chosen), data_dir, verbose, csvs=csvs,
                               enable_cache=not no_cache, allow_other_profile=allow_other_profile,
-                              beam_args=beam_args)
+                              beam_args=beam_args, serving_log=serving_log)
     except (InputDataError, scheduler.RunBusyError) as exc:
         raise click.ClickException(str(exc)) from None
     from emotion_ai.pipelines import local_runner
@@ -166,7 +171,8 @@ def report(run_id, pipeline_root, out) -> None:
 @click.option("--max-runs", type=int, default=None, help="Stop after this many finished runs.")
 @_BEAM_ARG
 @click.option("-v", "--verbose", is_flag=True, help="Show the TFX/Beam/TensorFlow logs here, not only in log files.")
-def schedule(cron, profile, data_dir, pipeline_root, model_repo, max_runs, beam_args, verbose) -> None:
+@_SERVING_LOG
+def schedule(cron, profile, data_dir, pipeline_root, model_repo, max_runs, beam_args, verbose, serving_log) -> None:
     """Run the pipeline on the local Beam runner at each cron tick, in the foreground."""
     from croniter import croniter
 
@@ -179,12 +185,12 @@ def schedule(cron, profile, data_dir, pipeline_root, model_repo, max_runs, beam_
 
     chosen = _profile(profile)
     one_run = functools.partial(scheduled_run, chosen.name, Path(pipeline_root), _model_repo(model_repo, chosen),
-                                Path(data_dir), tuple(beam_args), verbose)
+                                Path(data_dir), tuple(beam_args), verbose, serving_log)
     scheduler.schedule(cron, pipeline_root, one_run, max_runs=max_runs)
 
 
 def scheduled_run(profile: str, pipeline_root: Path, model_repo: Path, data_dir: Path, beam_args: tuple,
-                  verbose: bool) -> dict:
+                  verbose: bool, serving_log: Path | None = None) -> dict:
     """One scheduled run, in the child process the scheduler starts for it (a fresh
     interpreter: the runtime environment and logging are set up here); returns its history
     fields."""
@@ -197,7 +203,7 @@ def scheduled_run(profile: str, pipeline_root: Path, model_repo: Path, data_dir:
         from emotion_ai.pipelines import local_runner
 
         result = local_runner.run(config.PROFILES[profile], pipeline_root, model_repo, data_dir, beam_args=beam_args,
-                                  progress=lambda line: print(line, file=out, flush=True))
+                                  progress=lambda line: print(line, file=out, flush=True), serving_log=serving_log)
     click.echo(local_runner.format_summary(result))
     return scheduler.describe(result)
 
@@ -223,13 +229,13 @@ def runs(pipeline_root, last) -> None:
     click.echo(f"{'start':<26} {'end':<26} {'trigger':<9} {'profile':<8} {'status':<10} {'models':<30} report")
     for e in entries:
         models = " ".join(f"{n}:{'B' if m['blessed'] else '-'}{'P' if m['pushed'] else '-'}"
-                          f"{'A' if m.get('anomalies') else ''}"
+                          f"{'A' if m.get('anomalies') else ''}{'D' if m.get('drift') else ''}"
                           + (f"[{_span_range(m['spans'])}]" if m.get("spans") else "")
                           for n, m in (e.get("models") or {}).items())
         click.echo(f"{e['start']:<26} {e.get('end', ''):<26} {e.get('trigger', 'schedule'):<9} "
                    f"{e.get('profile') or '':<8} {e['status']:<10} {models or e.get('error', ''):<30} "
                    f"{e.get('report') or ''}")
-    click.echo("models: B blessed, P pushed, A data anomalies (not trained when flagged); [spans read]")
+    click.echo("models: B blessed, P pushed, A data anomalies (not trained when flagged), D drift or skew; [spans read]")
 
 
 @main.command()
@@ -292,12 +298,24 @@ def beam_worker_pool(host, port, processes) -> None:
 @click.option("--port", type=int, default=8501, show_default=True)
 @click.option("--poll-seconds", type=float, default=1.0, show_default=True, help="how often to look for new versions")
 @click.option("--max-request-mb", type=float, default=16.0, show_default=True)
-def serve(model_repo, host, port, poll_seconds, max_request_mb) -> None:
+@click.option("--log-requests", is_flag=True, help="Record a sample of the images sent (their brightness, contrast "
+              "and sharpness only) where `run` reads them to measure skew (see --request-log).")
+@click.option("--request-log", type=click.Path(path_type=Path), default=config.REQUEST_LOG_DIR, show_default=True)
+@click.option("--log-sample", type=click.FloatRange(0, 1, min_open=True), default=config.REQUEST_LOG_SAMPLE,
+              show_default=True, help="Fraction of predict requests recorded.")
+@click.option("--log-max-mb", type=click.FloatRange(min=0.01), default=config.REQUEST_LOG_MAX_MB, show_default=True,
+              help="Records kept per model; the oldest day's go first.")
+def serve(model_repo, host, port, poll_seconds, max_request_mb, log_requests, request_log, log_sample,
+          log_max_mb) -> None:
     """Serve the pushed models over TF Serving's REST API (no Docker needed)."""
     from emotion_ai.serving import server
+    from emotion_ai.serving.request_log import RequestLog
 
+    requests = RequestLog(request_log, log_sample, int(log_max_mb * 1024 * 1024)) if log_requests else None
+    if requests:
+        click.echo(f"recording {log_sample:.0%} of the requests' images (numbers only) in {request_log}")
     try:
-        server.serve(model_repo, host, port, poll_seconds, int(max_request_mb * 1024 * 1024))
+        server.serve(model_repo, host, port, poll_seconds, int(max_request_mb * 1024 * 1024), requests)
     except FileNotFoundError as error:
         raise click.ClickException(str(error)) from error
 
@@ -390,8 +408,10 @@ def predict(inputs, server, model_repo, out) -> None:
 @click.option("--tracking-uri", default="", help="MLflow tracking server of the TrackRun task, e.g. "
               "http://mlflow.mlflow:5000. Default: MLFLOW_TRACKING_URI in the task's environment; with neither, "
               "runs are not tracked (the task says so in its log and its output).")
+@click.option("--serving-log", default="", help="Folder (URI) where the model server records requests "
+              "(`serve --log-requests`), for the DataDrift tasks' skew. Default: no skew measured.")
 def compile_kubeflow(out, image, pipeline_root, data, model_repo, profile, beam_args, trainer_cpu, trainer_memory,
-                     trainer_gpus, gpu_type, tracking_uri) -> None:
+                     trainer_gpus, gpu_type, tracking_uri, serving_log) -> None:
     """Compile the same pipeline into a Kubeflow Pipelines spec (bare PipelineSpec YAML, schema 2.1.0)."""
     from emotion_ai.kubeflow import runner
 
@@ -402,7 +422,7 @@ def compile_kubeflow(out, image, pipeline_root, data, model_repo, profile, beam_
         trainer = runner.Resources(cpu=trainer_cpu, memory=trainer_memory, gpus=trainer_gpus, gpu_type=gpu_type)
         path = runner.compile_pipeline(out, image=image, pipeline_root=pipeline_root, model_repo=model_repo,
                                        profile=_profile(profile), trainer=trainer, tracking_uri=tracking_uri,
-                                       **kwargs)
+                                       serving_log=serving_log, **kwargs)
     except ValueError as error:  # a CPU or memory quantity Kubernetes would not take
         raise click.ClickException(str(error)) from None
     click.echo(str(path))

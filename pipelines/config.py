@@ -40,6 +40,20 @@ DATA_DIR = Path(os.environ.get("EMOTION_AI_DATA_DIR", PROJECT_ROOT / "data"))
 PIPELINE_ROOT = Path(os.environ.get("EMOTION_AI_PIPELINE_ROOT", PROJECT_ROOT / "pipeline_output"))
 MODEL_REPO = Path(os.environ.get("EMOTION_AI_MODEL_REPO", PROJECT_ROOT / "serving" / "model_repository"))
 METADATA_FILE = "metadata.sqlite"  # under the pipeline root
+# Where `emotion-ai serve --log-requests` records the images it is sent (their numbers only,
+# serving/request_log.py) and where `run` reads them for skew (--serving-log).
+REQUEST_LOG_DIR = Path(os.environ.get("EMOTION_AI_REQUEST_LOG", PROJECT_ROOT / "serving" / "request_log"))
+REQUEST_LOG_SAMPLE = 0.1  # the fraction of predict requests recorded
+REQUEST_LOG_MAX_MB = 64  # per model; the oldest day's records go first
+# Drift between the newest span and the previous one, and skew between the training data and
+# serving traffic (components/drift.py, TFDV's comparators), on the numbers that describe each
+# image. Jensen-Shannon divergence runs from 0 (same histogram) to 1 (disjoint); two draws of
+# a few hundred similar photos differ by about 0.01-0.05, a span photographed in dimmer light
+# by 0.3 or more. The class mix is compared by the L-infinity distance: the largest change
+# in one class's share (0.1: ten percentage points).
+DRIFT_JS_THRESHOLD = 0.1
+SKEW_JS_THRESHOLD = 0.1
+CLASS_MIX_LINF_THRESHOLD = 0.1
 MODEL_REPO_KEEP_VERSIONS = 5  # versions per model kept in the serving repository
 
 

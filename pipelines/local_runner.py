@@ -100,11 +100,13 @@ def resolve_inputs(data_dir: Path, csvs: Mapping[str, Sequence[Path]] | None = N
 
 def run(profile: config.Profile, pipeline_root: Path, model_repo: Path, data_dir: Path = config.DATA_DIR,
         csvs: Mapping[str, Sequence[Path]] | None = None, enable_cache: bool = True, allow_other_profile: bool = False,
-        progress: Callable[[str], None] | None = None, beam_args: Sequence[str] = ()) -> RunResult:
+        progress: Callable[[str], None] | None = None, beam_args: Sequence[str] = (),
+        serving_log: Path | None = None) -> RunResult:
     """Stage inputs, run the whole pipeline locally, and summarize the run. ``csvs``: per
     branch name, the CSVs to use instead of the data dir's. ``progress`` receives one line
     per step (component i of n, elapsed, ETA). ``beam_args`` come after the defaults of
-    ``config.BEAM_PIPELINE_ARGS``, so they win."""
+    ``config.BEAM_PIPELINE_ARGS``, so they win. ``serving_log``: the folder ``emotion-ai
+    serve --log-requests`` records requests in, for skew (None or missing: no skew)."""
     absl_logging.set_verbosity(absl_logging.INFO)
     say = progress or (lambda line: None)
     pipeline_root, model_repo = Path(pipeline_root).resolve(), Path(model_repo).resolve()
@@ -121,6 +123,7 @@ def run(profile: config.Profile, pipeline_root: Path, model_repo: Path, data_dir
         allow_other_profile=allow_other_profile,
         beam_pipeline_args=[*config.BEAM_PIPELINE_ARGS, *beam_args],
         baseline_keys=served_now(str(model_repo)),
+        **_serving_log(serving_log),
     )
     watcher = console.ComponentProgress(len(pipeline.components), console.expected_seconds(pipeline_root), say)
     absl_log = logging.getLogger("absl")
@@ -143,6 +146,16 @@ def run(profile: config.Profile, pipeline_root: Path, model_repo: Path, data_dir
     return result
 
 
+def _serving_log(folder: Path | None) -> dict[str, str]:
+    """``create_pipeline``'s ``serving_log`` and its cache key (the log files' names, sizes
+    and times: new requests re-run the skew measurement, nothing else)."""
+    if folder is None or not Path(folder).is_dir():
+        return {}
+    files = sorted(Path(folder).resolve().glob("*/*.csv"))
+    state = hashlib.sha256("\n".join(f"{f} {f.stat().st_size} {f.stat().st_mtime_ns}" for f in files).encode())
+    return {"serving_log": str(Path(folder).resolve()), "serving_log_key": state.hexdigest()[:16]}
+
+
 def finished(pipeline_root: Path, inputs: dict[str, BranchInput], run_id: str | None = None) -> RunResult:
     """A finished run (the newest, by default) as ML Metadata records it: its summary, and
     what its RunReport and TrackRun steps produced."""
@@ -156,6 +169,25 @@ def _num(value) -> str:
 
 def _change(value) -> str:
     return "n/a" if value is None else f"{value:+.4g}"
+
+
+def format_drift(b: run_summary.BranchSummary) -> list[str]:
+    """Drift of the newest span against the previous one, skew against serving traffic."""
+    lines = []
+    compared = b.compared or {}
+    if b.drift:
+        lines.append(f"    drift, {compared.get('newest')} vs {compared.get('previous')}: "
+                     + _measures(b.drift))
+    elif b.spans:
+        lines.append("    drift: one span read, nothing to compare it with")
+    if b.skew:
+        lines.append(f"    skew vs serving ({compared.get('serving_requests')} requests logged): " + _measures(b.skew))
+    return lines
+
+
+def _measures(found: dict) -> str:
+    flagged = [f"{n} {m['value']:.3g} > {m['threshold']:g} ({m['measure']})" for n, m in found.items() if m["flagged"]]
+    return ("FOUND " + "; ".join(flagged)) if flagged else f"none over the thresholds ({len(found)} numbers compared)"
 
 
 def format_evaluation(b: run_summary.BranchSummary) -> list[str]:
@@ -209,6 +241,7 @@ def format_summary(result: RunResult) -> str:
         n_anomalies = sum(len(v) for v in b.anomalies.values())
         lines.append(f"    data validation: {n_anomalies} anomal{'y' if n_anomalies == 1 else 'ies'}"
                      + "".join(f"\n      [{split}] {a}" for split, items in b.anomalies.items() for a in items))
+        lines += format_drift(b)
         if b.not_trained:
             lines.append(f"    not trained: {b.not_trained.split(':')[0]} (listed above); fix the data, then run again")
         lines += format_evaluation(b)

@@ -26,6 +26,7 @@ from tfx.dsl.components.base import executor_spec
 from emotion_ai.components import (
     curated_schema,
     data_gate,
+    drift,
     model_repository,
     repository_pusher,
     served_baseline,
@@ -84,8 +85,8 @@ def eval_config(branch: ModelBranch, gates: Mapping[str, Gate]) -> tfma.EvalConf
 
 
 def _branch(branch: ModelBranch, source: BranchInput | str, profile: config.Profile, model_repo: str,
-            allow_other_profile: bool, baseline_key: str) -> list:
-    """The ten components of one model branch."""
+            allow_other_profile: bool, baseline_key: str, serving_log: str, serving_log_key: str) -> list:
+    """The eleven components of one model branch."""
     code_version = config.code_fingerprint(branch.name)
     cid = branch.component_id
     params = profile.params_for(branch)
@@ -103,6 +104,13 @@ def _branch(branch: ModelBranch, source: BranchInput | str, profile: config.Prof
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"]).with_id(cid("ExampleValidator"))
+    # The newest span against the previous one, and the data against serving traffic: findings
+    # for the report, not a gate (a new kind of photo is often the reason to retrain).
+    data_drift = drift.DataDrift(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"], branch=branch.name,
+        drift_threshold=config.DRIFT_JS_THRESHOLD, class_mix_threshold=config.CLASS_MIX_LINF_THRESHOLD,
+        skew_threshold=config.SKEW_JS_THRESHOLD, serving_log=serving_log, serving_log_key=serving_log_key,
+    ).with_id(cid("DataDrift"))
     # Transform and the Trainer get the schema with the validator's verdict: the Trainer trains
     # only on data that passed (data_gate), the run goes on to its report either way.
     gate = data_gate.DataGate(schema=schema_gen.outputs["schema"],
@@ -148,7 +156,7 @@ def _branch(branch: ModelBranch, source: BranchInput | str, profile: config.Prof
                        "allow_other_profile": allow_other_profile},
         custom_executor_spec=executor_spec.ExecutorClassSpec(repository_pusher.Executor),
     ).with_id(cid("Pusher"))
-    return [example_gen, statistics_gen, schema_gen, example_validator, gate, transform, trainer,
+    return [example_gen, statistics_gen, schema_gen, example_validator, data_drift, gate, transform, trainer,
             served, evaluator, pusher]
 
 
@@ -167,6 +175,8 @@ def create_pipeline(
     run_key: str | None = None,
     tracking_uri: str = "",
     code_version: str | None = None,
+    serving_log: str = "",
+    serving_log_key: str = "",
 ) -> tfx.dsl.Pipeline:
     """Every branch of the registry in one pipeline. ``inputs``: per branch name, the folder
     (or URI) of its raw CSVs, or a ``BranchInput``. ``allow_other_profile`` lets the Pushers write into a repository
@@ -176,7 +186,9 @@ def create_pipeline(
     for that task instead). ``run_key``: the cache key of the report and tracking steps,
     which must never come from a cache (default: the build time). ``tracking_uri``: the
     MLflow store (default: ``MLFLOW_TRACKING_URI`` where the step runs, else SQLite under a
-    local pipeline root, else not tracked). ``code_version``: default the checkout's."""
+    local pipeline root, else not tracked). ``code_version``: default the checkout's.
+    ``serving_log``: the folder (or URI) ``emotion-ai serve --log-requests`` records requests
+    in, for skew (none: no skew measured); ``serving_log_key``: its state, the cache key."""
     missing = [b.name for b in BRANCHES if b.name not in inputs]
     if missing:
         raise ValueError(f"no input for the {', '.join(missing)} branch(es)")
@@ -186,7 +198,7 @@ def create_pipeline(
     components, outputs = [], {}
     for branch in BRANCHES:
         parts = _branch(branch, inputs[branch.name], profile, model_repo, allow_other_profile,
-                        baseline_keys[branch.name])
+                        baseline_keys[branch.name], serving_log, serving_log_key)
         components += parts
         by_id = {c.id: c for c in parts}
         outputs[branch.name] = {key: by_id[branch.component_id(kind)].outputs[key]

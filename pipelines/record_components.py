@@ -41,6 +41,7 @@ RECORDED = (
     ("CsvExampleGen", "examples", standard_artifacts.Examples),
     ("StatisticsGen", "statistics", standard_artifacts.ExampleStatistics),
     ("ExampleValidator", "anomalies", standard_artifacts.ExampleAnomalies),
+    ("DataDrift", "drift", standard_artifacts.ExampleAnomalies),
     ("Trainer", "model", standard_artifacts.Model),
     ("Trainer", "model_run", standard_artifacts.ModelRun),
     ("ServedModel", "baseline", standard_artifacts.Model),

@@ -84,6 +84,50 @@ def _section(branch, b, examples) -> str:
     return f"<h2>{title}</h2>" + branch.part("report").section(b.evaluation, examples, outputs)
 
 
+def _read_numbers(uri: str, name: str) -> dict[str, np.ndarray]:
+    path = f"{uri.rstrip('/')}/{name}"
+    if not fileio.exists(path):
+        return {}
+    with fileio.open(path, "r") as f:
+        rows = list(csv.DictReader(io.StringIO(f.read())))
+    return {k: np.array([float(r[k]) for r in rows]) for k in (rows[0] if rows else {})}
+
+
+def _drift_section(summary) -> str:
+    """Per branch: each number that describes the images, newest span against the previous
+    one and against serving traffic, as pictures, with TFDV's measures under them."""
+    parts = []
+    for branch in BRANCHES:
+        b = summary.branches[branch.name]
+        if not b.drift_uri or not (b.drift or b.skew):
+            continue
+        compared = b.compared or {}
+        samples = {f"newest: {compared.get('newest')}": _read_numbers(b.drift_uri, "newest.csv")}
+        if compared.get("previous"):
+            samples[f"previous: {compared['previous']}"] = _read_numbers(b.drift_uri, "previous.csv")
+        if b.skew:
+            samples["serving requests"] = _read_numbers(b.drift_uri, "serving.csv")
+        features = {name: {label: numbers[name] for label, numbers in samples.items() if name in numbers}
+                    for name in branch.derived_columns}
+        titles = {}
+        for name in features:
+            measured = [f"{kind} {m['value']:.3g}{' > ' if m['flagged'] else ' ≤ '}{m['threshold']:g}"
+                        for kind, found in (("drift", b.drift), ("skew", b.skew)) if (m := found.get(name))]
+            titles[name] = "; ".join(measured)
+        rows = [[html.escape(kind), html.escape(name), html.escape(m["measure"]), rp.fmt(m["value"]),
+                 rp.fmt(m["threshold"]), _badge(not m["flagged"], "within", "FOUND")]
+                for kind, found in (("drift", b.drift), ("skew", b.skew)) for name, m in found.items()]
+        parts.append(f"<h3>Drift and skew ({html.escape(branch.name)})</h3><p class=meta>Drift: the newest span "
+                     f"({html.escape(str(compared.get('newest')))}) against the one before it "
+                     f"({html.escape(str(compared.get('previous') or 'none in the window'))}); skew: the run's data "
+                     f"against {compared.get('serving_requests', 0)} request(s) the server logged. TFDV's "
+                     "Jensen-Shannon divergence (numbers) and L-infinity distance (class mix); thresholds in "
+                     "pipelines/config.py. Findings do not stop training.</p>"
+                     + rp.img(rp.distributions(features, titles), f"{branch.name} drift and skew")
+                     + rp.table(["", "number", "measure", "value", "threshold", "result"], rows))
+    return "\n".join(parts)
+
+
 def _data_section(summary, examples: dict[str, list[dict]]) -> str:
     parts = ["<h2>Data</h2>"]
     rows = []
@@ -249,7 +293,7 @@ def render_summary(summary: run_summary.RunSummary, context: RunContext | None) 
                                  if gen and gen.outputs.get("examples") else [])
     body = [_header(summary, dataclasses.asdict(context) if context else None, _run_time(summary.run_id)),
             *(_section(branch, summary.branches[branch.name], examples[branch.name]) for branch in BRANCHES),
-            _data_section(summary, examples)]
+            _data_section(summary, examples), _drift_section(summary)]
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Run {html.escape(summary.run_id)}"
             f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>")
 

@@ -61,6 +61,18 @@ class BranchSummary:
     # older ones outside the window (``components/spans.py``).
     spans: list[dict] = dataclasses.field(default_factory=list)
     spans_left_out: list[str] = dataclasses.field(default_factory=list)
+    # DataDrift (components/drift.py): per compared number, its measure, value, threshold and
+    # whether it is over; which spans and how many served requests were compared; its folder.
+    drift: dict[str, dict] = dataclasses.field(default_factory=dict)
+    skew: dict[str, dict] = dataclasses.field(default_factory=dict)
+    compared: dict = dataclasses.field(default_factory=dict)
+    drift_uri: str | None = None
+
+    @property
+    def drifted(self) -> list[str]:
+        """``drift image_brightness`` ... for each number over its threshold."""
+        return [f"{kind} {name}" for kind, found in (("drift", self.drift), ("skew", self.skew))
+                for name, m in found.items() if m["flagged"]]
 
     @property
     def span_names(self) -> str:
@@ -328,6 +340,10 @@ def summarize_components(run_id: str, components: list[ComponentRun]) -> RunSumm
         validator = summary.component(cid("ExampleValidator"))
         has_anomalies = validator and validator.outputs.get("anomalies")
         anomalies = data_gate.describe_anomalies(validator.outputs["anomalies"][0].uri) if has_anomalies else {}
+        drift_step = summary.component(cid("DataDrift"))
+        drift_artifact = drift_step.outputs.get("drift", [None])[0] if drift_step else None
+        drift_found = {key: json.loads(custom_property(drift_artifact, key) or "{}") if drift_artifact else {}
+                       for key in ("drift", "skew", "compared")}
         stats = summary.component(cid("StatisticsGen"))
         counts = _split_counts(stats.outputs["statistics"][0].uri) if stats and stats.outputs.get("statistics") else {}
         example_gen = summary.component(cid("CsvExampleGen"))
@@ -344,6 +360,8 @@ def summarize_components(run_id: str, components: list[ComponentRun]) -> RunSumm
             push_refused=custom_property(pushed_model, "push_refused") if pushed_model else None,
             model_uri=os.path.join(model.uri, "Format-Serving") if model and not not_trained else None,
             not_trained=not_trained,
+            drift_uri=drift_artifact.uri if drift_artifact else None,
+            **drift_found,
             **data,
         )
     return summary

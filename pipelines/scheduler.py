@@ -226,6 +226,7 @@ def describe(result) -> dict:
                           "version": b.pushed_version or b.identical_to_version,
                           "spans": [s["name"] for s in b.spans], "spans_left_out": b.spans_left_out,
                           "anomalies": sum(len(v) for v in b.anomalies.values()),
+                          "drift": b.drifted,
                           **({"not_trained": b.not_trained} if b.not_trained else {})}
                    for name, b in summary.branches.items()},
     }

@@ -43,6 +43,7 @@ from tensorflow.core.framework import types_pb2
 
 from emotion_ai.components import model_repository, spec
 from emotion_ai.serving import request_checks
+from emotion_ai.serving.request_log import RequestLog
 
 log = logging.getLogger("emotion_ai.serve")
 
@@ -332,7 +333,8 @@ def _signature(loaded: LoadedVersion, name):
     return signatures[key]
 
 
-def predict(registry: ModelRegistry, name: str, version: int | None, body, state=None) -> dict:
+def predict(registry: ModelRegistry, name: str, version: int | None, body, state=None,
+            request_log: RequestLog | None = None) -> dict:
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object")
     loaded = registry.get(name, version)
@@ -343,6 +345,9 @@ def predict(registry: ModelRegistry, name: str, version: int | None, body, state
         tensors, row = parse_inputs(body, _input_specs(signature))
     except RecursionError:
         raise ApiError(400, "input values are nested too deeply") from None
+    if request_log is not None and len(tensors) == 1:  # checked inputs only; sampled, measured off this thread
+        request_log.offer(name, body.get("signature_name") or "serving_default",
+                          list(next(iter(tensors.values())).numpy().reshape(-1)))
     try:
         outputs = signature(**tensors)
     except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
@@ -401,8 +406,9 @@ def _version(text: str | None) -> int | None:
 
 
 def create_app(model_repo: Path, poll_seconds: float = POLL_SECONDS,
-               max_request_bytes: int = MAX_REQUEST_BYTES) -> FastAPI:
-    """The ASGI app; the registry starts polling on startup and stops on shutdown."""
+               max_request_bytes: int = MAX_REQUEST_BYTES, request_log: RequestLog | None = None) -> FastAPI:
+    """The ASGI app; the registry starts polling on startup and stops on shutdown.
+    ``request_log``: record a sample of the images sent (``serving.request_log``)."""
     metrics = Metrics()
     registry = ModelRegistry(model_repo, poll_seconds, metrics)
 
@@ -411,6 +417,8 @@ def create_app(model_repo: Path, poll_seconds: float = POLL_SECONDS,
         registry.start()
         yield
         registry.stop()
+        if request_log is not None:
+            request_log.close()
 
     # No OpenAPI schema or docs routes: the API is TF Serving's, documented there.
     app = FastAPI(title="emotion-ai model server (TF Serving REST API)", docs_url=None, redoc_url=None,
@@ -487,19 +495,20 @@ def create_app(model_repo: Path, poll_seconds: float = POLL_SECONDS,
     @app.post("/v1/models/{name}/versions/{version}:predict")
     async def post_predict(name: str, request: Request, version: str | None = None):
         body = await read_json(request)
-        return await run_in_threadpool(predict, registry, name, _version(version), body, request.state)
+        return await run_in_threadpool(predict, registry, name, _version(version), body, request.state, request_log)
 
     return app
 
 
 def serve(model_repo: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          poll_seconds: float = POLL_SECONDS, max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
+          poll_seconds: float = POLL_SECONDS, max_request_bytes: int = MAX_REQUEST_BYTES,
+          request_log: RequestLog | None = None) -> None:
     """Run the server in the foreground until interrupted."""
     import uvicorn
 
     if not Path(model_repo).is_dir():
         raise FileNotFoundError(f"{model_repo}: no model repository (run the pipeline first, or pass --model-repo)")
-    app = create_app(Path(model_repo), poll_seconds, max_request_bytes)
+    app = create_app(Path(model_repo), poll_seconds, max_request_bytes, request_log)
     uvicorn.Server(uvicorn_config(app, host, port)).run()
 
 

@@ -107,6 +107,32 @@ def bars(names, series: dict[str, list[float]], title: str, ylabel: str, horizon
     return png(fig)
 
 
+def distributions(features: dict[str, dict[str, np.ndarray]], titles: dict[str, str]) -> str:
+    """One small panel per feature: each named sample's histogram (as a density, so samples
+    of different sizes compare), on shared bins; ``titles`` under each panel (the measure)."""
+    names = list(features)
+    cols = min(3, len(names))
+    rows = (len(names) + cols - 1) // cols
+    fig = Figure(figsize=(3.3 * cols, 2.5 * rows))
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax, name in zip(axes, names):
+        samples = {k: v for k, v in features[name].items() if len(v)}
+        values = np.concatenate(list(samples.values())) if samples else np.zeros(1)
+        bins = np.histogram_bin_edges(values, bins=24)
+        for label, sample in samples.items():
+            ax.hist(sample, bins=bins, density=True, histtype="step", linewidth=1.6, label=f"{label} ({len(sample)})")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(titles.get(name, ""), fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.set_yticks([])
+    for ax in axes[len(names):]:
+        ax.axis("off")
+    if names:
+        axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return png(fig)
+
+
 def table(headers, rows) -> str:
     """``headers`` None: a key-value table, the first cell of each row as its header."""
     if headers is None:
