@@ -24,7 +24,8 @@ setup(
     # (`pip install . -c constraints.txt`; `make setup` installs it exactly).
     install_requires=[
         "tfx==1.21.0", "tensorflow==2.21.0", "tf-keras==2.21.0", "tensorflow-transform==1.21.0",
-        "tensorflow-model-analysis==0.52.0", "tensorflow-serving-api", "ml-metadata==1.21.0",
+        "tensorflow-model-analysis==0.52.0", "tensorflow-data-validation==1.21.0", "tensorflow-serving-api",
+        "ml-metadata==1.21.0",
         "apache-beam==2.73.0", "pandas", "numpy", "mlflow", "kfp==2.16.1", "fastapi", "uvicorn",
         "opencv-python-headless<5", "prometheus-client", "requests", "pyyaml", "pillow", "matplotlib", "click",
         "croniter", "filelock", "tqdm", "scikit-learn",

@@ -235,7 +235,8 @@ def runs(pipeline_root, last) -> None:
         click.echo(f"{e['start']:<26} {e.get('end', ''):<26} {e.get('trigger', 'schedule'):<9} "
                    f"{e.get('profile') or '':<8} {e['status']:<10} {models or e.get('error', ''):<30} "
                    f"{e.get('report') or ''}")
-    click.echo("models: B blessed, P pushed, A data anomalies (not trained when flagged), D drift or skew; [spans read]")
+    click.echo("models: B blessed, P pushed, A data anomalies (not trained when flagged), D drift or skew; "
+               "[spans read]")
 
 
 @main.command()

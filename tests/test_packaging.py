@@ -89,3 +89,7 @@ def test_pip_install_in_a_fresh_venv_gives_every_command(tmp_path):
     assert {f"help: emotion-ai {name}" for name in main.commands} <= set(done.stdout.splitlines())
     modules = sum(1 for folder in _folders() for _ in (ROOT / folder).rglob("*.py"))
     assert f"imports: {modules} modules" in done.stdout
+    from emotion_ai.components import branches, curated_schema
+
+    for branch in branches.BRANCHES:  # the curated schemas ship as package data, unchanged
+        assert f"schema: {branch.name} {curated_schema.file_hash(curated_schema.source_path(branch))}" in done.stdout

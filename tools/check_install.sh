@@ -19,7 +19,7 @@ py="$(realpath "$venv")/bin/python"
 # Built from a copy of what setup.py packages, so the build leaves nothing in the checkout.
 src="$(mktemp -d)"
 trap 'rm -rf "$src"' EXIT
-(cd "$root" && cp --parents setup.py README.md $(find pipelines components data serving kubeflow -name '*.py') "$src")
+(cd "$root" && cp --parents setup.py README.md $(find pipelines components data serving kubeflow -name '*.py' -o -name '*.pbtxt') "$src")
 "$py" -m pip install --quiet --disable-pip-version-check --no-build-isolation "$src" -c "$root/constraints.txt"
 "$py" "$root/tools/glibc_compat.py" >/dev/null
 cd "$(mktemp -d)"  # nothing of the checkout on sys.path
@@ -40,4 +40,7 @@ names = [m.name for m in pkgutil.walk_packages(emotion_ai.__path__, "emotion_ai.
 for name in names:
     importlib.import_module(name)
 print(f"imports: {len(names)} modules")
+from emotion_ai.components import branches, curated_schema
+for branch in branches.BRANCHES:  # package data: what ImportSchemaGen reads in a Kubeflow pod
+    print("schema:", branch.name, curated_schema.file_hash(curated_schema.source_path(branch)))
 ' 2>/dev/null
