@@ -50,10 +50,11 @@ REQUEST_LOG_MAX_MB = 64  # per model; the oldest day's records go first
 # image. Jensen-Shannon divergence runs from 0 (same histogram) to 1 (disjoint); two draws of
 # a few hundred similar photos differ by about 0.01-0.05, a span photographed in dimmer light
 # by 0.3 or more. The class mix is compared by the L-infinity distance: the largest change
-# in one class's share (0.1: ten percentage points).
+# in one class's share. Two draws of 150 photos from the same mix differ by up to about 0.11
+# by chance (the share of a class of 30 % wobbles by 5 points each), so the bar is 15 points.
 DRIFT_JS_THRESHOLD = 0.1
 SKEW_JS_THRESHOLD = 0.1
-CLASS_MIX_LINF_THRESHOLD = 0.1
+CLASS_MIX_LINF_THRESHOLD = 0.15
 MODEL_REPO_KEEP_VERSIONS = 5  # versions per model kept in the serving repository
 
 

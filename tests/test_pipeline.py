@@ -441,3 +441,87 @@ def test_a_span_labelled_with_other_classes_is_flagged_and_trains_nothing(second
     html = result.report_path.read_text()
     assert "NOT TRAINED" in html and "Out-of-range" in html
     assert _versions(workspace["repo"], "keypoints") == before["keypoints"]
+
+
+def test_a_new_darker_blurrier_span_shows_drift_and_the_served_photos_skew(second_run, workspace, tmp_path):
+    """Span 1 is the expression data the earlier runs trained on; span 2 arrives, its faces
+    photographed darker and out of focus, and the server (a real ``emotion-ai serve
+    --log-requests`` on 127.0.0.1) has been sent such photos. The next run reads both spans,
+    reports drift of span 2 against span 1 and skew of the data against the requests, with
+    the figures in the summary and pictures in the report; it still trains (findings do not
+    gate). The shared repository is copied: pushes go to the copy."""
+    import io
+    import subprocess
+    import sys
+    import time
+
+    from conftest import free_port, stop
+    from PIL import Image
+    from test_drift import darker_blurrier
+
+    from emotion_ai.data import generator, readers
+    from emotion_ai.serving.client import ServingClient
+
+    data = tmp_path / "emotion"
+    (data / "span-1").mkdir(parents=True)
+    shutil.copy(readers.find_csvs(workspace["data"])["emotion"][0], data / "span-1" / "emotion.csv")
+    fresh = generator.write_emotion_csv(tmp_path / "fresh.csv", 120, seed=9).read_text().splitlines()
+    dim = [fresh[0]] + [f"{label},{darker_blurrier(pixels, 48)}"
+                        for label, pixels in (r.split(",", 1) for r in fresh[1:])]
+    (data / "span-2").mkdir()
+    (data / "span-2" / "emotion.csv").write_text("\n".join(dim) + "\n")
+    repo = tmp_path / "repo"
+    shutil.copytree(workspace["repo"], repo)
+
+    log_dir, port = tmp_path / "request_log", free_port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "emotion-ai"), "serve", "--model-repo", str(repo),
+                               "--port", str(port), "--log-requests", "--request-log", str(log_dir),
+                               "--log-sample", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        client = ServingClient(f"http://127.0.0.1:{port}", timeout=30)
+        deadline = time.time() + 120
+        while True:
+            try:
+                client.status("emotion")
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                assert time.time() < deadline and server.poll() is None, "the server did not come up"
+                time.sleep(0.5)
+        photos = []
+        for row in dim[1:41]:  # 40 photos, 96x96 PNGs: the server resizes them, and so does its log
+            face = np.array(row.split(",", 1)[1].split(), dtype=np.uint8).reshape(48, 48)
+            buffer = io.BytesIO()
+            Image.fromarray(face).resize((96, 96)).save(buffer, format="PNG")
+            photos.append(buffer.getvalue())
+        for photo in photos:
+            assert client.predict_images("emotion", [photo])[spec.EMOTION_OUTPUT].shape == (1, 5)
+        deadline = time.time() + 60
+        while sum(max(0, len(p.read_text().splitlines()) - 1) for p in log_dir.glob("emotion/*.csv")) < 40:
+            assert time.time() < deadline, "the request log did not get the 40 photos"
+            time.sleep(0.2)
+    finally:
+        stop(server)
+
+    csvs = {"keypoints": readers.find_csvs(workspace["data"])["keypoints"],
+            "emotion": sorted(data.rglob("*.csv"))}
+    result = local_runner.run(SMOKE, workspace["root"], repo, tmp_path, csvs=csvs, serving_log=log_dir)
+
+    emotion = result.summary.branches["emotion"]
+    assert [s["name"] for s in emotion.spans] == ["span-1", "span-2"]
+    assert [s["rows_read"] for s in emotion.spans] == [120, 120]
+    brightness, _, sharpness = spec.IMAGE_STATISTICS
+    assert emotion.compared == {"newest": "span-2", "previous": "span-1", "serving_requests": 40}
+    assert emotion.drift[brightness]["flagged"] and emotion.drift[sharpness]["flagged"], emotion.drift
+    assert emotion.skew[brightness]["flagged"], emotion.skew
+    assert f"drift {brightness}" in emotion.drifted and f"skew {brightness}" in emotion.drifted
+    assert emotion.evaluation is not None and not emotion.not_trained, "drift is reported, it does not gate"
+    text = local_runner.format_summary(result).split("  emotion:")[1]
+    assert "spans: span-1, span-2" in text
+    assert f"drift, span-2 vs span-1: FOUND {brightness}" in text
+    assert "skew vs serving (40 requests logged): FOUND" in text
+    html = result.report_path.read_text()
+    assert "Drift and skew (emotion)" in html and 'alt="emotion drift and skew"' in html
+    assert "Spans read (oldest first)" in html
+    keypoints = result.summary.branches["keypoints"]
+    assert keypoints.spans[0]["name"] == "(no span folder)" and keypoints.drift == {}
+    assert "drift: one span read, nothing to compare it with" in local_runner.format_summary(result)
