@@ -55,6 +55,10 @@ REQUEST_LOG_MAX_MB = 64  # per model; the oldest day's records go first
 DRIFT_JS_THRESHOLD = 0.1
 SKEW_JS_THRESHOLD = 0.1
 CLASS_MIX_LINF_THRESHOLD = 0.15
+# How TFMA computes the Evaluator's 95 % confidence intervals: POISSON_BOOTSTRAP resamples the
+# test split (TFMA's default of 20 replicates, each example drawn Poisson(1) times);
+# JACKKNIFE is TFMA's cheaper delete-d alternative.
+CONFIDENCE_INTERVAL_METHOD = "POISSON_BOOTSTRAP"
 MODEL_REPO_KEEP_VERSIONS = 5  # versions per model kept in the serving repository
 
 

@@ -167,6 +167,10 @@ def _num(value) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
+def _ci(bounds) -> str:
+    return f" [{bounds[0]:.4g}, {bounds[1]:.4g}]" if bounds else ""
+
+
 def _change(value) -> str:
     return "n/a" if value is None else f"{value:+.4g}"
 
@@ -205,11 +209,12 @@ def format_evaluation(b: run_summary.BranchSummary) -> list[str]:
                      "scored on the same examples")
     else:
         lines.append("      baseline: none (nothing of this branch served yet): absolute bounds only")
-    rows = [("metric", "candidate", "baseline", "change", "rule", "result")]
+    rows = [("metric", "candidate [95% CI]", "baseline", "change [95% CI]", "rule", "result")]
     for g in e.gates:
         rule = g.bound if not g.change_rule else f"{g.bound}; {g.change_rule}"
-        rows.append((g.metric, _num(g.candidate), _num(g.baseline), _change(g.change), rule,
-                     "pass" if g.passed else "FAIL"))
+        rows.append((g.metric, _num(g.candidate) + _ci(e.interval("candidate", g.metric)), _num(g.baseline),
+                     _change(g.change) + _ci(e.interval("change", g.metric)) if g.change is not None else "n/a",
+                     rule, "pass" if g.passed else "FAIL"))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         lines.append("      " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5])

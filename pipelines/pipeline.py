@@ -19,6 +19,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 
 import tensorflow_model_analysis as tfma
+from google.protobuf import wrappers_pb2
 from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
@@ -81,6 +82,13 @@ def eval_config(branch: ModelBranch, gates: Mapping[str, Gate]) -> tfma.EvalConf
         model_specs=[_model_spec(branch)],
         slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[c]) for c in branch.slice_columns],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+        # 95 % intervals for every metric, candidate, baseline and change: a gate on a small
+        # test split (a rare class's recall) is a noisy point estimate, and the report says how
+        # noisy. The gates themselves compare TFMA's point estimates.
+        options=tfma.Options(compute_confidence_intervals=wrappers_pb2.BoolValue(value=True),
+                             confidence_intervals=config_pb2.ConfidenceIntervalOptions(
+                                 method=config_pb2.ConfidenceIntervalOptions.ConfidenceIntervalMethod.Value(
+                                     config.CONFIDENCE_INTERVAL_METHOD))),
     )
 
 

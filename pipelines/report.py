@@ -185,6 +185,11 @@ def _context_rows(context, summary) -> list[list[str]]:
     return rows
 
 
+def _ci(bounds) -> str:
+    """A 95 % confidence interval, small, after its value."""
+    return f' <span class=ci>[{bounds[0]:.4g}, {bounds[1]:.4g}]</span>' if bounds else ""
+
+
 def _gate_rows(summary) -> list[list[str]]:
     rows = []
     for branch in BRANCHES:
@@ -192,8 +197,10 @@ def _gate_rows(summary) -> list[list[str]]:
         if e is None:
             continue
         for g in e.gates:
-            rows.append([branch.name, html.escape(e.split), html.escape(g.metric), rp.fmt(g.candidate),
-                         rp.fmt(g.baseline), "n/a" if g.change is None else f"{g.change:+.4g}", html.escape(g.bound),
+            change = "n/a" if g.change is None else f"{g.change:+.4g}" + _ci(e.interval("change", g.metric))
+            rows.append([branch.name, html.escape(e.split), html.escape(g.metric),
+                         rp.fmt(g.candidate) + _ci(e.interval("candidate", g.metric)),
+                         rp.fmt(g.baseline) + _ci(e.interval("baseline", g.metric)), change, html.escape(g.bound),
                          html.escape(g.change_rule or "none"), _badge(g.passed)])
     return rows
 
@@ -233,6 +240,10 @@ def _header(summary, context, run_time: str) -> str:
             + "<h2>Thresholds</h2>"
             + rp.table(["model", "split", "metric", "candidate", "baseline", "change", "bound", "change rule",
                         "result"], _gate_rows(summary))
+            + "<p class=meta>In brackets: TFMA's 95 % confidence intervals (Poisson bootstrap of the test "
+              "split). The gates compare the point estimates; a change inside its interval is within the "
+              "noise of the split, so a change rule tighter than the interval's half-width blocks or "
+              "blesses by chance.</p>"
             + _baseline_notes(summary))
 
 
@@ -242,7 +253,7 @@ h1{font-size:22px}h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ddd;padding:4px 10px;font-size:13px}
 th{background:#f4f4f4;text-align:left}.badge{padding:2px 8px;border-radius:10px;font-weight:600;font-size:12px}
 .pass{background:#c8e6c9;color:#1b5e20}.fail{background:#ffcdd2;color:#b71c1c}.na{background:#eee}
-.row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}img{max-width:100%}.meta{color:#666}
+.row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}img{max-width:100%}.meta{color:#666}.ci{color:#666;font-size:85%}
 """
 
 

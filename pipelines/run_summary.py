@@ -204,6 +204,12 @@ class Evaluation:
     failures: list[str]
     baseline_model_uri: str | None = None  # the repository version folder the baseline came from
     baseline_version: str | None = None  # that version: the one served when the run started
+    # TFMA's 95 % confidence intervals, (lower, upper) per metric name, overall slice: the
+    # candidate's, the baseline's and the change's (config.CONFIDENCE_INTERVAL_METHOD).
+    intervals: dict[str, dict[str, tuple[float, float]]] = dataclasses.field(default_factory=dict)
+
+    def interval(self, which: str, metric: str) -> tuple[float, float] | None:
+        return self.intervals.get(which, {}).get(metric)
 
 
 def _data(examples) -> dict:
@@ -221,6 +227,16 @@ def _value(kv) -> float | None:
     return kv.value.double_value.value if kv.value.HasField("double_value") else None
 
 
+def _interval(kv) -> tuple[float, float] | None:
+    """TFMA's confidence interval of a metric, when it computed one."""
+    if not kv.HasField("confidence_interval"):
+        return None
+    ci = kv.confidence_interval
+    if not (ci.lower_bound.HasField("double_value") and ci.upper_bound.HasField("double_value")):
+        return None
+    return ci.lower_bound.double_value.value, ci.upper_bound.double_value.value
+
+
 def _slice_name(slice_key) -> str:
     return ", ".join(f"{k.column}={k.int64_value if k.HasField('int64_value') else k.bytes_value.decode()}"
                      for k in slice_key.single_slice_keys)
@@ -233,7 +249,7 @@ def read_evaluation(uri: str, split: str = config.TEST_SPLIT) -> Evaluation:
 
     eval_config = tfma.load_eval_result(uri).config
     baseline_names = {model.name for model in eval_config.model_specs if model.is_baseline}
-    candidate, baseline, change, per_slice = {}, {}, {}, {}
+    candidate, baseline, change, per_slice, intervals = {}, {}, {}, {}, {}
     for slice_metrics in tfma.load_metrics(uri):
         where = _slice_name(slice_metrics.slice_key)
         for kv in slice_metrics.metric_keys_and_values:
@@ -244,10 +260,11 @@ def read_evaluation(uri: str, split: str = config.TEST_SPLIT) -> Evaluation:
             if where:
                 if not is_baseline and not kv.key.is_diff:
                     per_slice.setdefault(where, {})[kv.key.name] = value
-            elif kv.key.is_diff:
-                change[kv.key.name] = value
             else:
-                (baseline if is_baseline else candidate)[kv.key.name] = value
+                which = "change" if kv.key.is_diff else "baseline" if is_baseline else "candidate"
+                {"change": change, "baseline": baseline, "candidate": candidate}[which][kv.key.name] = value
+                if (bounds := _interval(kv)) is not None:
+                    intervals.setdefault(which, {})[kv.key.name] = bounds
     failures, failed_metrics = [], set()
     validation = tfma.load_validation_result(uri)
     for per_slice_result in validation.metric_validations_per_slice:
@@ -261,7 +278,7 @@ def read_evaluation(uri: str, split: str = config.TEST_SPLIT) -> Evaluation:
     gates = [Gate(name, candidate.get(name), baseline.get(name) if baseline else None,
                   change.get(name) if baseline else None, bound, rule, name not in failed_metrics)
              for name, bound, rule in _gated_metrics(eval_config)]
-    return Evaluation(split, candidate, baseline, change, per_slice, gates, failures)
+    return Evaluation(split, candidate, baseline, change, per_slice, gates, failures, intervals=intervals)
 
 
 def _gated_metrics(eval_config) -> list[tuple[str, str, str]]:

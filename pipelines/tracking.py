@@ -107,6 +107,10 @@ def track(summary: run_summary.RunSummary, context, report_uri: str | None, uri:
                     mlflow.log_metrics({f"tfma_{k}": v for k, v in e.candidate.items()})
                     mlflow.log_metrics({f"tfma_baseline_{k}": v for k, v in e.baseline.items()})
                     mlflow.log_metrics({f"tfma_change_{k}": v for k, v in e.change.items()})
+                    for which, prefix in (("candidate", "tfma_"), ("baseline", "tfma_baseline_"),
+                                          ("change", "tfma_change_")):  # TFMA's 95 % intervals
+                        for k, (low, high) in e.intervals.get(which, {}).items():
+                            mlflow.log_metrics({f"{prefix}{k}_ci_low": low, f"{prefix}{k}_ci_high": high})
                 for name, values in _history(summary, branch).items():
                     for step, value in enumerate(values):
                         mlflow.log_metric(f"train_{name}", float(value), step=step)

@@ -55,6 +55,9 @@ def test_first_run_blesses_and_pushes_both_models(first_run, workspace):
         assert branch.evaluation.candidate["example_count"] == branch.split_counts["test"] > 0
         assert sum(branch.split_counts.values()) == branch.rows_staged
         assert branch.evaluation.baseline == {} and all(g.baseline is None for g in branch.evaluation.gates)
+        for gate in branch.evaluation.gates:  # TFMA's bootstrap interval around each gated metric
+            low, high = branch.evaluation.interval("candidate", gate.metric)
+            assert low < high and low - (high - low) <= gate.candidate <= high + (high - low), (gate, low, high)
     assert summary.branches["keypoints"].metrics["rmse_px"] > 0
     text = local_runner.format_summary(first_run)
     assert "BLESSED" in text and "pushed: version" in text
@@ -267,6 +270,8 @@ def test_mlflow_tracks_the_run_models_and_registry(first_run, workspace):
     assert set(by_name) == {"keypoints", "emotion"}
     assert "tfma_rmse_px" in by_name["keypoints"].data.metrics
     assert "tfma_macro_recall" in by_name["emotion"].data.metrics
+    kp = by_name["keypoints"].data.metrics  # with TFMA's 95 % interval around it
+    assert kp["tfma_rmse_px_ci_low"] < kp["tfma_rmse_px_ci_high"]
     assert by_name["emotion"].data.params["epochs"] == "1"
     assert by_name["emotion"].data.tags["blessed"] == "True"
     history = client.get_metric_history(by_name["emotion"].info.run_id, "train_loss")
