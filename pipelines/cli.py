@@ -74,6 +74,18 @@ def _run_locally(profile: config.Profile, pipeline_root: Path, model_repo: Path,
     return finished["result"]
 
 
+_WARM_START = click.option(
+    "--warm-start", "warm_start", type=click.IntRange(min=0), default=None,
+    help="Start each Trainer from the model its branch serves and train this many epochs (a fraction of the "
+         "learning rate); with nothing served, the full schedule. Default: the profile's (0: from scratch).")
+
+
+def _warm(profile: config.Profile, epochs: int | None) -> config.Profile:
+    import dataclasses
+
+    return profile if epochs is None else dataclasses.replace(profile, warm_start_epochs=epochs)
+
+
 _SERVING_LOG = click.option(
     "--serving-log", type=click.Path(path_type=Path), default=config.REQUEST_LOG_DIR, show_default=True,
     help="Where `serve --log-requests` records requests: the run measures skew against them when it exists.")
@@ -101,13 +113,14 @@ _BEAM_ARG = click.option(
 @_BEAM_ARG
 @click.option("-v", "--verbose", is_flag=True, help="Show the TFX/Beam/TensorFlow logs here, not only in the log file.")
 @_SERVING_LOG
+@_WARM_START
 def run(profile, keypoints_csvs, emotion_csvs, data_dir, pipeline_root, model_repo, allow_other_profile, no_cache,
-        beam_args, verbose, serving_log) -> None:
+        beam_args, verbose, serving_log, warm_start) -> None:
     """Run the whole two-branch pipeline on the local Beam runner."""
     from emotion_ai.components.csv_rows import InputDataError
     from emotion_ai.pipelines import scheduler
 
-    chosen = _profile(profile)
+    chosen = _warm(_profile(profile), warm_start)
     try:
         csvs = {KEYPOINTS.name: keypoints_csvs, EMOTION.name: emotion_csvs}
         result = _run_locally(chosen, pipeline_root, _model_repo(model_repo, chosen), data_dir, verbose, csvs=csvs,
@@ -172,7 +185,9 @@ def report(run_id, pipeline_root, out) -> None:
 @_BEAM_ARG
 @click.option("-v", "--verbose", is_flag=True, help="Show the TFX/Beam/TensorFlow logs here, not only in log files.")
 @_SERVING_LOG
-def schedule(cron, profile, data_dir, pipeline_root, model_repo, max_runs, beam_args, verbose, serving_log) -> None:
+@_WARM_START
+def schedule(cron, profile, data_dir, pipeline_root, model_repo, max_runs, beam_args, verbose, serving_log,
+             warm_start) -> None:
     """Run the pipeline on the local Beam runner at each cron tick, in the foreground."""
     from croniter import croniter
 
@@ -185,12 +200,12 @@ def schedule(cron, profile, data_dir, pipeline_root, model_repo, max_runs, beam_
 
     chosen = _profile(profile)
     one_run = functools.partial(scheduled_run, chosen.name, Path(pipeline_root), _model_repo(model_repo, chosen),
-                                Path(data_dir), tuple(beam_args), verbose, serving_log)
+                                Path(data_dir), tuple(beam_args), verbose, serving_log, warm_start)
     scheduler.schedule(cron, pipeline_root, one_run, max_runs=max_runs)
 
 
 def scheduled_run(profile: str, pipeline_root: Path, model_repo: Path, data_dir: Path, beam_args: tuple,
-                  verbose: bool, serving_log: Path | None = None) -> dict:
+                  verbose: bool, serving_log: Path | None = None, warm_start: int | None = None) -> dict:
     """One scheduled run, in the child process the scheduler starts for it (a fresh
     interpreter: the runtime environment and logging are set up here); returns its history
     fields."""
@@ -202,7 +217,8 @@ def scheduled_run(profile: str, pipeline_root: Path, model_repo: Path, data_dir:
     with console.quiet_logs(log_file, verbose) as out:
         from emotion_ai.pipelines import local_runner
 
-        result = local_runner.run(config.PROFILES[profile], pipeline_root, model_repo, data_dir, beam_args=beam_args,
+        result = local_runner.run(_warm(config.PROFILES[profile], warm_start), pipeline_root, model_repo, data_dir,
+                                  beam_args=beam_args,
                                   progress=lambda line: print(line, file=out, flush=True), serving_log=serving_log)
     click.echo(local_runner.format_summary(result))
     return scheduler.describe(result)

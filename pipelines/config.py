@@ -93,6 +93,11 @@ class Profile:
     # Spans (components/spans.py: span-N or dated folders): each run trains on the newest this
     # many and leaves older ones out. Large enough by default that every span is kept.
     span_window: int = 10_000
+    # Warm start (components/common/training.warm_start): each Trainer starts from the network
+    # its branch serves now and trains this many epochs at a fraction of the learning rate,
+    # without warm-up; with nothing served it trains the full schedule. 0: always from scratch.
+    warm_start_epochs: int = 0
+    warm_start_learning_rate_scale: float = 0.3
 
     def params_for(self, branch: ModelBranch) -> ModelParams:
         return self.params.get(branch.name, branch.default_params)

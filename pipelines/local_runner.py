@@ -247,6 +247,10 @@ def format_summary(result: RunResult) -> str:
         lines.append(f"    data validation: {n_anomalies} anomal{'y' if n_anomalies == 1 else 'ies'}"
                      + "".join(f"\n      [{split}] {a}" for split, items in b.anomalies.items() for a in items))
         lines += format_drift(b)
+        if b.warm_start:
+            w = b.warm_start
+            lines.append(f"    trained: warm start from served version {w.get('from_version')}, {w['epochs']} epoch(s)"
+                         if w.get("warm") else f"    trained: from scratch ({w.get('reason')})")
         if b.not_trained:
             lines.append(f"    not trained: {b.not_trained.split(':')[0]} (listed above); fix the data, then run again")
         lines += format_evaluation(b)

@@ -133,20 +133,25 @@ def _branch(branch: ModelBranch, source: BranchInput | str, profile: config.Prof
                                              transform=[config.TRAIN_SPLIT, config.EVAL_SPLIT]),
         disable_statistics=True,
     ).with_id(cid("Transform"))
+    # The baseline is what this branch's repository serves now, not the last blessed model
+    # in this pipeline root's metadata: the same answer on every orchestrator.
+    served = served_baseline.ServedModel(model_repo=model_repo, model=branch.name,
+                                         cache_key=baseline_key).with_id(cid("ServedModel"))
+    warm = ({"warm_start": {"epochs": profile.warm_start_epochs,
+                            "learning_rate_scale": profile.warm_start_learning_rate_scale}}
+            if profile.warm_start_epochs else {})
     trainer = tfx.components.Trainer(
         run_fn=branch.run_fn,
+        # Warm start: from the served model (nothing served: from scratch, the full schedule).
+        base_model=served.outputs["baseline"] if warm else None,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=gate.outputs["gated_schema"],
         train_args=tfx.proto.TrainArgs(splits=[config.TRAIN_SPLIT]),
         eval_args=tfx.proto.EvalArgs(splits=[config.EVAL_SPLIT]),
-        custom_config={"model": params.to_dict(), "code_version": code_version},
+        custom_config={"model": params.to_dict(), "code_version": code_version, **warm},
         custom_executor_spec=executor_spec.ExecutorClassSpec(data_gate.GatedTrainerExecutor),
     ).with_id(cid("Trainer"))
-    # The baseline is what this branch's repository serves now, not the last blessed model
-    # in this pipeline root's metadata: the same answer on every orchestrator.
-    served = served_baseline.ServedModel(model_repo=model_repo, model=branch.name,
-                                         cache_key=baseline_key).with_id(cid("ServedModel"))
     evaluator = served_baseline.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],

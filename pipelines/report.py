@@ -231,12 +231,17 @@ def _header(summary, context, run_time: str) -> str:
                 else f"nothing new (same as version {b.identical_to_version})" if b.identical_to_version
                 else f"not pushed: {b.push_refused}" if b.push_refused
                 else "not trained: the data failed validation" if b.not_trained else "not pushed")
-        rows.append([branch.name, _badge(b.blessed, "BLESSED", "NOT BLESSED"), html.escape(push)])
+        w = b.warm_start
+        trained = ("not trained" if b.not_trained else
+                   f"warm start from served version {w.get('from_version')}, {w.get('epochs')} epoch(s)"
+                   if w.get("warm") else f"from scratch ({w['reason']})" if w else "from scratch")
+        rows.append([branch.name, html.escape(trained), _badge(b.blessed, "BLESSED", "NOT BLESSED"),
+                     html.escape(push)])
     return (f"<h1>Emotion AI Pipeline — run {html.escape(summary.run_id)}</h1>"
             f"<p class=meta>Run started {html.escape(run_time)}; report written "
             f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M:%S')}.</p>"
             + rp.table(None, _context_rows(context, summary))
-            + rp.table(["model", "gate", "push"], rows)
+            + rp.table(["model", "trained", "gate", "push"], rows)
             + "<h2>Thresholds</h2>"
             + rp.table(["model", "split", "metric", "candidate", "baseline", "change", "bound", "change rule",
                         "result"], _gate_rows(summary))

@@ -67,6 +67,9 @@ class BranchSummary:
     skew: dict[str, dict] = dataclasses.field(default_factory=dict)
     compared: dict = dataclasses.field(default_factory=dict)
     drift_uri: str | None = None
+    # How the Trainer started (components/common/training.warm_start): {} when warm start was
+    # not asked for; else warm (True/False), the served version it started from, epochs, why not.
+    warm_start: dict = dataclasses.field(default_factory=dict)
 
     @property
     def drifted(self) -> list[str]:
@@ -169,6 +172,13 @@ def _split_files(uri: str, name: str) -> list[tuple[str, str]]:
         split_dir = path[:-len(name)].rstrip("/").rsplit("/", 1)[-1]
         found.append((split_dir[len("Split-"):], path))
     return found
+
+
+def _read_json(path: str) -> dict:
+    if not fileio.exists(path):
+        return {}
+    with fileio.open(path, "r") as f:
+        return json.loads(f.read())
 
 
 def _read_bytes(path: str) -> bytes:
@@ -363,6 +373,13 @@ def summarize_components(run_id: str, components: list[ComponentRun]) -> RunSumm
                        for key in ("drift", "skew", "compared")}
         stats = summary.component(cid("StatisticsGen"))
         counts = _split_counts(stats.outputs["statistics"][0].uri) if stats and stats.outputs.get("statistics") else {}
+        model_run = trainer.outputs.get("model_run", [None])[0] if trainer else None
+        warm_start = _read_json(f"{model_run.uri}/warm_start.json") if model_run is not None else {}
+        if warm_start.get("warm"):
+            served_step = summary.component(cid("ServedModel"))
+            served_artifact = served_step.outputs.get("baseline", [None])[0] if served_step else None
+            warm_start["from_version"] = custom_property(served_artifact, spec.SERVED_VERSION) if served_artifact \
+                else None
         example_gen = summary.component(cid("CsvExampleGen"))
         examples = example_gen.outputs.get("examples", [None])[0] if example_gen else None
         data = _data(examples) if examples is not None else {}
@@ -378,6 +395,7 @@ def summarize_components(run_id: str, components: list[ComponentRun]) -> RunSumm
             model_uri=os.path.join(model.uri, "Format-Serving") if model and not not_trained else None,
             not_trained=not_trained,
             drift_uri=drift_artifact.uri if drift_artifact else None,
+            warm_start=warm_start,
             **drift_found,
             **data,
         )

@@ -530,3 +530,31 @@ def test_a_new_darker_blurrier_span_shows_drift_and_the_served_photos_skew(secon
     keypoints = result.summary.branches["keypoints"]
     assert keypoints.spans[0]["name"] == "(no span folder)" and keypoints.drift == {}
     assert "drift: one span read, nothing to compare it with" in local_runner.format_summary(result)
+
+
+def test_a_warm_started_run_starts_from_the_served_models_and_still_has_to_pass_the_gates(
+        second_run, workspace, tmp_path):
+    """``warm_start_epochs``: each Trainer starts from the network its branch serves (the
+    summary and the report name the version) and trains the short schedule; the candidate is
+    still gated: the key points' impossible bound blocks its push, the expressions' model is
+    pushed (into a copy of the shared repository)."""
+    import dataclasses
+
+    repo = tmp_path / "repo"
+    shutil.copytree(workspace["repo"], repo)
+    served = {m: max(int(v) for v in _versions(repo, m)) for m in ("keypoints", "emotion")}
+    warm = dataclasses.replace(SMOKE, warm_start_epochs=1).with_gate(KEYPOINTS, "rmse_px", bound=0.001)
+
+    result = local_runner.run(warm, workspace["root"], repo, workspace["data"])
+
+    for name in ("keypoints", "emotion"):
+        b = result.summary.branches[name]
+        assert b.warm_start["warm"] is True and b.warm_start["from_version"] == served[name], b.warm_start
+        assert b.warm_start["epochs"] == 1
+    keypoints, emotion = result.summary.branches["keypoints"], result.summary.branches["emotion"]
+    assert keypoints.blessed is False and not keypoints.pushed
+    assert max(int(v) for v in _versions(repo, "keypoints")) == served["keypoints"]
+    assert emotion.blessed is True and emotion.pushed and int(emotion.pushed_version) > served["emotion"]
+    text = local_runner.format_summary(result)
+    assert f"trained: warm start from served version {served['emotion']}, 1 epoch(s)" in text
+    assert "warm start from served version" in result.report_path.read_text()

@@ -6,10 +6,14 @@ The model-specific parts (network, loss, targets, outputs) stay in each branch's
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import os
+import tempfile
 
 import tensorflow as tf
+from absl import logging
 from tfx import v1 as tfx
 
 from emotion_ai.components import spec
@@ -53,3 +57,61 @@ def save_history(history: tf.keras.callbacks.History, fn_args: tfx.components.Fn
     with tf.io.gfile.GFile(f"{fn_args.model_run_dir}/history.json", "w") as f:
         f.write(json.dumps({k: [float(v) for v in values] for k, values in history.history.items()}))
 
+
+
+# Beside each exported SavedModel (TF Serving's folder for extra files): the trained network's
+# own weights, which a later run's Trainer can start from (``warm_start``).
+NETWORK_WEIGHTS = "assets.extra/network.weights.h5"
+WARM_START_FILE = "warm_start.json"  # beside the training curves: whether and from what a run started
+
+
+def save_network_weights(network: tf.keras.Model, serving_model_dir: str) -> None:
+    """The network's weights beside its SavedModel (h5 is written locally, then copied: any
+    filesystem ``fileio`` reaches, ``gs://`` too)."""
+    with tempfile.TemporaryDirectory() as local:
+        network.save_weights(os.path.join(local, "w.h5"))
+        target = os.path.join(serving_model_dir, NETWORK_WEIGHTS)
+        tf.io.gfile.makedirs(os.path.dirname(target))
+        tf.io.gfile.copy(os.path.join(local, "w.h5"), target, overwrite=True)
+
+
+def warm_start(network: tf.keras.Model, params: spec.ModelParams, fn_args: tfx.components.FnArgs
+               ) -> spec.ModelParams:
+    """Start ``network`` from the served model's weights when the run asks for it
+    (``custom_config["warm_start"]``: epochs and a learning-rate scale) and its ``base_model``
+    (the model the branch serves now, ``ServedModel``) has weights of the same architecture;
+    return the schedule to train with: the short one when warm, ``params`` when cold. What
+    happened is written to ``warm_start.json`` beside the training curves (the summary and
+    the report say it)."""
+    warm = (fn_args.custom_config or {}).get("warm_start")
+    if not warm:
+        return params
+    source = os.path.join(fn_args.base_model, NETWORK_WEIGHTS) if fn_args.base_model else None
+    if not source or not tf.io.gfile.exists(source):
+        return _cold(fn_args, params, "no served model with network weights")
+    with tempfile.TemporaryDirectory() as local:
+        tf.io.gfile.copy(source, os.path.join(local, "w.h5"))
+        try:
+            network.load_weights(os.path.join(local, "w.h5"))
+        except (ValueError, KeyError) as error:  # another architecture (the profile's parameters changed)
+            return _cold(fn_args, params, f"the served network does not fit this one ({str(error)[:200]})")
+    warm_params = dataclasses.replace(params, epochs=int(warm["epochs"]), warmup_epochs=0,
+                                      learning_rate=params.learning_rate * float(warm["learning_rate_scale"]))
+    logging.info("warm start: from %s, %d epoch(s) at learning rate %.3g", fn_args.base_model, warm_params.epochs,
+                 warm_params.learning_rate)
+    _record(fn_args, {"warm": True, "base_model": fn_args.base_model, "epochs": warm_params.epochs,
+                      "learning_rate": warm_params.learning_rate})
+    return warm_params
+
+
+def _cold(fn_args, params: spec.ModelParams, reason: str) -> spec.ModelParams:
+    logging.warning("warm start: %s; training from scratch", reason)
+    _record(fn_args, {"warm": False, "reason": reason, "epochs": params.epochs})
+    return params
+
+
+def _record(fn_args, found: dict) -> None:
+    if fn_args.model_run_dir:
+        tf.io.gfile.makedirs(fn_args.model_run_dir)
+        with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, WARM_START_FILE), "w") as f:
+            f.write(json.dumps(found))

@@ -1,6 +1,8 @@
 """Trainer module of the expression branch: ``run_fn`` for the TFX Trainer."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 from absl import logging
@@ -55,7 +57,7 @@ def _postprocess(probabilities, image_hw):
     }
 
 
-def train(params: spec.ModelParams, train_split, eval_split, log_dir: str | None = None):
+def train(params: spec.ModelParams, train_split, eval_split, log_dir: str | None = None, start=None):
     """Build and train the expression network on ``(images, class ids)`` arrays; the
     pipeline's ``run_fn`` and the plain-Keras benchmark both call this."""
     weights = class_weights(train_split[1])
@@ -63,6 +65,8 @@ def train(params: spec.ModelParams, train_split, eval_split, log_dir: str | None
                  np.bincount(train_split[1], minlength=N_CLASSES).tolist(), weights)
     network = model_lib.build(params)
     logging.info("expression network: %d parameters", network.count_params())
+    if start is not None:  # warm start: ``start(network, params)`` loads weights, returns the schedule
+        params = start(network, params)
     history = training.fit(
         network, params, _one_hot(train_split), _one_hot(eval_split),
         loss=tf.keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
@@ -73,8 +77,10 @@ def train(params: spec.ModelParams, train_split, eval_split, log_dir: str | None
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     params, tft_output, train_split, eval_split = datasets.prepare(fn_args, _to_xy)
-    network, history = train(params, train_split, eval_split, log_dir=fn_args.model_run_dir)
+    network, history = train(params, train_split, eval_split, log_dir=fn_args.model_run_dir,
+                             start=functools.partial(training.warm_start, fn_args=fn_args))
     training.save_history(history, fn_args)
     export.export_saved_model(network, tft_output, fn_args.serving_model_dir,
                                 pixel_column=spec.EMOTION_PIXELS_COLUMN, image_size=SIZE, postprocess=_postprocess,
                                 views=views.tta_views(params, SIZE), unview=_unview)
+    training.save_network_weights(network, fn_args.serving_model_dir)  # a later run may start from it

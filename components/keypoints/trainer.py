@@ -76,11 +76,13 @@ def _postprocess(normalized, image_hw, correction=None):
     return {spec.KEYPOINTS_OUTPUT: coords}
 
 
-def train(params: spec.ModelParams, train_split, eval_split, log_dir: str | None = None):
+def train(params: spec.ModelParams, train_split, eval_split, log_dir: str | None = None, start=None):
     """Build and train the key-point network on ``(images, [targets, mask])`` arrays; the
     pipeline's ``run_fn`` and the plain-Keras benchmark both call this."""
     network = model_lib.build(params)
     logging.info("key-point network: %d parameters", network.count_params())
+    if start is not None:  # warm start: ``start(network, params)`` loads weights, returns the schedule
+        params = start(network, params)
     history = training.fit(network, params, train_split, eval_split, loss=model_lib.masked_loss,
                            metrics=[metrics.TrainingPixelRMSE()], monitor="val_rmse_px", mode="min",
                            augment=augmenter(params), log_dir=log_dir)
@@ -89,7 +91,8 @@ def train(params: spec.ModelParams, train_split, eval_split, log_dir: str | None
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     params, tft_output, train_split, eval_split = datasets.prepare(fn_args, _to_xy)
-    network, history = train(params, train_split, eval_split, log_dir=fn_args.model_run_dir)
+    network, history = train(params, train_split, eval_split, log_dir=fn_args.model_run_dir,
+                             start=functools.partial(training.warm_start, fn_args=fn_args))
     training.save_history(history, fn_args)
     correction = None
     if params.calibrate_offsets:
@@ -106,3 +109,4 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                 pixel_column=spec.KEYPOINT_IMAGE_COLUMN, image_size=SIZE,
                                 postprocess=functools.partial(_postprocess, correction=correction),
                                 views=views.tta_views(params, SIZE), unview=_unview)
+    training.save_network_weights(network, fn_args.serving_model_dir)  # a later run may start from it
