@@ -85,7 +85,7 @@ def eval_config(branch: ModelBranch, gates: Mapping[str, Gate]) -> tfma.EvalConf
         # 95 % intervals for every metric, candidate, baseline and change: a gate on a small
         # test split (a rare class's recall) is a noisy point estimate, and the report says how
         # noisy. The gates themselves compare TFMA's point estimates.
-        options=tfma.Options(compute_confidence_intervals=wrappers_pb2.BoolValue(value=True),
+        options=config_pb2.Options(compute_confidence_intervals=wrappers_pb2.BoolValue(value=True),
                              confidence_intervals=config_pb2.ConfidenceIntervalOptions(
                                  method=config_pb2.ConfidenceIntervalOptions.ConfidenceIntervalMethod.Value(
                                      config.CONFIDENCE_INTERVAL_METHOD))),

@@ -110,7 +110,7 @@ def _face(value: int) -> str:
     return " ".join([str(value)] * 48 * 48)
 
 
-def test_the_pipeline_gets_ten_components_for_the_new_branch(toy, tmp_path):
+def test_the_pipeline_gets_eleven_components_for_the_new_branch(toy, tmp_path):
     from emotion_ai.pipelines.pipeline import create_pipeline
     from emotion_ai.pipelines.record_components import RECORDED
 
@@ -118,11 +118,11 @@ def test_the_pipeline_gets_ten_components_for_the_new_branch(toy, tmp_path):
     pipeline = create_pipeline(pipeline_root=str(tmp_path / "root"), inputs=inputs, model_repo=str(tmp_path / "repo"),
                                profile=config.PROFILES["smoke"])
     ids = {c.id for c in pipeline.components}
-    assert len(ids) == 10 * 3 + 2  # and the run's report and tracking, over every branch
+    assert len(ids) == 11 * 3 + 2  # and the run's report and tracking, over every branch
     report_inputs = next(c for c in pipeline.components if c.id == "RunReport").inputs
     assert {k for k in report_inputs if k.startswith("toy_")} == {f"toy_{key}" for _, key, _ in RECORDED}
     toy_ids = {i for i in ids if i.endswith("_toy")}
-    assert len(toy_ids) == 10
+    assert len(toy_ids) == 11
     assert by_id_schema_file(pipeline, "ImportSchemaGen_toy") == "package:toy_branch/schema.pbtxt"
     by_id = {c.id: c for c in pipeline.components}
     assert by_id["Transform_toy"].exec_properties["preprocessing_fn"] == "toy_branch.transform.preprocessing_fn"

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from emotion_ai.components.branches import BRANCHES
 from emotion_ai.pipelines.cli import main
 
-BRANCH_CHAIN = ["CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataGate", "Transform",
-                "Trainer",
+BRANCH_CHAIN = ["CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataDrift", "DataGate",
+                "Transform", "Trainer",
                 "ServedModel", "Evaluator", "Pusher"]
 RECORD = ["RunReport", "TrackRun"]  # after both branches
 

@@ -47,7 +47,7 @@ def test_first_run_blesses_and_pushes_both_models(first_run, workspace):
         assert branch.pushed and branch.pushed_version
         assert (workspace["repo"] / name / branch.pushed_version / "saved_model.pb").exists()
     assert all(c.state == "complete" for c in summary.components)
-    assert len(summary.components) == 10 * 2 + 2  # ten per branch, then RunReport and TrackRun
+    assert len(summary.components) == 11 * 2 + 2  # eleven per branch, then RunReport and TrackRun
     for name in ("keypoints", "emotion"):
         branch = summary.branches[name]
         # The gate scored the held-out test split, all of it, and there was no baseline yet.

@@ -49,8 +49,11 @@ def test_a_warm_start_begins_where_the_served_network_ended(tmp_path):
     fn_args = _fn_args(tmp_path, str(served))
     _, warm = trainer.train(PARAMS, train, evaluation, start=functools.partial(training.warm_start, fn_args=fn_args))
     assert len(warm.history["loss"]) == 2, "the short schedule"
-    assert warm.history["loss"][0] < 0.3 * cold.history["loss"][0], (warm.history["loss"], cold.history["loss"])
-    assert warm.history["val_accuracy"][0] > 0.9 > cold.history["val_accuracy"][0]
+    curves = (warm.history, cold.history)
+    # It begins where the served network ended, far below where a cold start begins.
+    assert warm.history["loss"][0] < 0.7 * cold.history["loss"][0], curves
+    assert warm.history["loss"][0] < 1.1 * min(cold.history["loss"]), curves
+    assert warm.history["val_accuracy"][0] >= max(cold.history["val_accuracy"]) - 0.05 > cold.history["val_accuracy"][0]
     record = json.loads((tmp_path / "run" / training.WARM_START_FILE).read_text())
     assert record == {"warm": True, "base_model": str(served), "epochs": 2, "learning_rate": 0.3 * PARAMS.learning_rate}
 
