@@ -74,7 +74,10 @@ def resolve_inputs(data_dir: Path, csvs: Mapping[str, Sequence[Path]] | None = N
     explicit ``csvs`` win; otherwise every CSV of its format in ``data_dir``; with no CSV at
     all, generate the embedded sample data there first."""
     csvs = csvs or {}
-    found = readers.find_csvs(data_dir)
+    # The data folder is searched only for the branches given no CSVs: files of any kind may
+    # sit beside explicitly named ones.
+    explicit = all(csvs.get(b.name) for b in BRANCHES)
+    found = {b.name: [] for b in BRANCHES} if explicit else readers.find_csvs(data_dir)
     if not any(csvs.values()) and not any(found.values()):
         profile = profile or config.PROFILES[config.DEFAULT_PROFILE]
         log.info("no CSV in %s: generating sample data (%d key-point rows, %d expression rows)",

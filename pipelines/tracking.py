@@ -10,6 +10,7 @@ run's artifacts) and registered from ``runs:/`` as ``emotion-ai-<model>``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -74,7 +75,28 @@ def track(summary: run_summary.RunSummary, context, report_uri: str | None, uri:
     artifact folder) into a new parent run in ``uri``; return ``(run id, location)``."""
     import mlflow
 
+    with _tracking_store(mlflow, uri):
+        return _track(mlflow, summary, context, report_uri, uri)
+
+
+@contextlib.contextmanager
+def _tracking_store(mlflow, uri: str):
+    """``uri`` as MLflow's store while a run is logged, then what it was. MLflow's
+    ``set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI``, which the next run in this
+    process (another pipeline root) would then take for the user's own setting."""
+    before_env, before = os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)
+        if before_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before_env
+
+
+def _track(mlflow, summary: run_summary.RunSummary, context, report_uri: str | None, uri: str) -> tuple[str, str]:
     profile = config.PROFILES[context.profile]
     experiment_id = _experiment(mlflow, context.pipeline_root)
     with tempfile.TemporaryDirectory() as scratch, mlflow.start_run(

@@ -148,3 +148,23 @@ def test_face_data_and_reports_are_not_world_readable_under_any_umask(tmp_path, 
 def test_modes_are_left_alone_on_object_stores(tmp_path):
     file_modes.private("gs://bucket/report.html")  # no chmod, no error: the bucket's IAM decides
     file_modes.served("ram://repo/models.config", tree=True)
+
+
+def test_tracking_leaves_no_store_behind_for_the_next_run(monkeypatch, tmp_path):
+    """MLflow's ``set_tracking_uri`` exports ``MLFLOW_TRACKING_URI``: a second run in the same
+    process, on another pipeline root, would be tracked in the first root's store."""
+    import os
+
+    import mlflow
+
+    from emotion_ai.pipelines import tracking
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with tracking._tracking_store(mlflow, f"sqlite:///{tmp_path / 'a.db'}"):
+        assert mlflow.get_tracking_uri().endswith("a.db")
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert tracking.tracking_uri(tmp_path / "second") == f"sqlite:///{(tmp_path / 'second').resolve() / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")  # the user's own: kept
+    with tracking._tracking_store(mlflow, f"sqlite:///{tmp_path / 'b.db'}"):
+        pass
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"

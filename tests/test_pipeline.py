@@ -16,6 +16,7 @@ order (``pytest $(pytest --collect-only -q tests/test_pipeline.py | grep :: | ta
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -360,11 +361,14 @@ def test_a_worse_candidate_shows_its_own_figures_beside_the_baselines_and_is_not
 
     text = local_runner.format_summary(result)
     kp_text = text[text.index("  keypoints:"):text.index("  emotion:")]
-    row = next(line.split() for line in kp_text.splitlines() if line.strip().startswith("rmse_px"))
+    line = next(line for line in kp_text.splitlines() if line.strip().startswith("rmse_px"))
+    intervals = re.findall(r"\[([-+\d.e]+), ([-+\d.e]+)\]", line)  # TFMA's 95 % intervals, candidate and change
+    assert len(intervals) == 2 and all(float(low) < float(high) for low, high in intervals), line
+    row = re.sub(r"\s*\[[^\]]*\]", "", line).split()
     assert row[1:4] == [f"{candidate:.4g}", f"{baseline:.4g}", f"{candidate - baseline:+.4g}"], row
     assert "NOT BLESSED" in kp_text and f"baseline: version {before[-1]}" in kp_text
 
-    page = result.report_path.read_text()
+    page = re.sub(r" <span class=ci>\[[^\]]*\]</span>", "", result.report_path.read_text())
     assert f"<td>{candidate:.4g}</td><td>{baseline:.4g}</td><td>{candidate - baseline:+.4g}</td>" in page
     assert "NOT BLESSED" in page
 
