@@ -5,7 +5,10 @@ is wrong (its ``anomalies``, with a ``blessed`` flag per split), but it stops no
 leaves it to the pipeline to act on it. Here:
 
 * ``DataGate`` passes the curated schema on to Transform and the Trainer, marked with the
-  verdict (``DATA_BLESSED``) and the anomalies in words (``DATA_ANOMALIES``);
+  verdict (``DATA_BLESSED``) and the anomalies in words (``DATA_ANOMALIES``). It adds the one
+  check TFDV has no schema rule for: a class of a categorical label that never occurs in the
+  split the Trainer learns from (``absent_classes``): a model cannot learn a class it never
+  sees, and would be gated on a class mix it was not trained for;
 * ``GatedTrainer`` (TFX's Trainer executor) trains only on blessed data; otherwise its model
   artifact records why it was not trained (``NOT_TRAINED``) and holds no model;
 * the Evaluator (``served_baseline``) then blesses nothing, so the Pusher pushes nothing,
@@ -19,7 +22,7 @@ import json
 import os
 
 from absl import logging
-from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 from tfx import v1 as tfx
 from tfx.components.trainer import executor as trainer_executor
 from tfx.dsl.io import fileio
@@ -43,16 +46,53 @@ def describe_anomalies(uri: str) -> dict[str, list[str]]:
     return found
 
 
+def absent_classes(statistics_uri: str, schema: schema_pb2.Schema, split: str) -> list[str]:
+    """``"feature: what is wrong"`` for each value of a categorical integer domain (a class
+    label's ``min..max``) that no example of ``split`` has. Needs statistics computed with the
+    schema (StatisticsGen given it): only then does TFDV count a categorical integer's values."""
+    path = f"{statistics_uri.rstrip('/')}/Split-{split}/FeatureStats.pb"
+    if not fileio.exists(path):
+        return []
+    stats = statistics_pb2.DatasetFeatureStatisticsList()
+    stats.ParseFromString(io_utils.read_bytes_file(path))
+    if not stats.datasets or not stats.datasets[0].num_examples:
+        return []
+    by_name = {f.path.step[-1] if f.path.step else f.name: f for f in stats.datasets[0].features}
+    found = []
+    for feature in schema.feature:
+        domain = feature.int_domain
+        if feature.WhichOneof("domain_info") != "int_domain" or not domain.is_categorical or feature.name not in by_name:
+            continue
+        string_stats = by_name[feature.name].string_stats
+        seen = {b.label for b in string_stats.rank_histogram.buckets} | {v.value for v in string_stats.top_values}
+        if not seen:  # computed without the schema: TFDV described it as a number
+            continue
+        missing = [v for v in range(domain.min, domain.max + 1) if str(v) not in seen]
+        if missing:
+            found.append(f"{feature.name}: no {split} example of class{'es' if len(missing) > 1 else ''} "
+                         f"{', '.join(map(str, missing))} (domain {domain.min}..{domain.max}): "
+                         "the model could not learn it")
+    return found
+
+
 @tfx.dsl.components.component
 def DataGate(schema: tfx.dsl.components.InputArtifact[standard_artifacts.Schema],
              anomalies: tfx.dsl.components.InputArtifact[standard_artifacts.ExampleAnomalies],
-             gated_schema: tfx.dsl.components.OutputArtifact[standard_artifacts.Schema]) -> None:
-    """Copy ``schema`` into ``gated_schema`` with ExampleValidator's verdict on the data."""
+             statistics: tfx.dsl.components.InputArtifact[standard_artifacts.ExampleStatistics],
+             gated_schema: tfx.dsl.components.OutputArtifact[standard_artifacts.Schema],
+             trained_split: tfx.dsl.components.Parameter[str] = "train") -> None:
+    """Copy ``schema`` into ``gated_schema`` with ExampleValidator's verdict on the data, and
+    whether every class occurs in ``trained_split``."""
     io_utils.copy_dir(schema.uri, gated_schema.uri)
     found = {split: lines for split, lines in describe_anomalies(anomalies.uri).items() if lines}
     blessed = anomalies.get_json_value_custom_property("blessed") if anomalies.has_custom_property("blessed") else None
     # ExampleValidator's flag per split where it set one; its anomalies where it did not.
     ok = all(int(v) == 1 for v in blessed.values()) if blessed else not found
+    absent = absent_classes(statistics.uri, io_utils.SchemaReader().read(os.path.join(schema.uri, "schema.pbtxt")),
+                            trained_split)
+    if absent:
+        found.setdefault(trained_split, []).extend(absent)
+        ok = False
     gated_schema.set_int_custom_property(DATA_BLESSED, int(ok))
     gated_schema.set_string_custom_property(DATA_ANOMALIES, json.dumps(found))
     if not ok:

@@ -105,10 +105,11 @@ def _branch(branch: ModelBranch, source: BranchInput | str, profile: config.Prof
             tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
             for name, buckets in profile.split_buckets.items()])),
     ).with_id(cid("CsvExampleGen"))
-    statistics_gen = tfx.components.StatisticsGen(
-        examples=example_gen.outputs["examples"]).with_id(cid("StatisticsGen"))
     # The schema kept in the repository, not one inferred from the data it is to check.
     schema_gen = curated_schema.ImportCuratedSchema(branch).with_id(cid("ImportSchemaGen"))
+    # Given the schema, TFDV counts a categorical label's values (class mix), not only its mean.
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"]).with_id(cid("StatisticsGen"))
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"]).with_id(cid("ExampleValidator"))
@@ -121,8 +122,9 @@ def _branch(branch: ModelBranch, source: BranchInput | str, profile: config.Prof
     ).with_id(cid("DataDrift"))
     # Transform and the Trainer get the schema with the validator's verdict: the Trainer trains
     # only on data that passed (data_gate), the run goes on to its report either way.
-    gate = data_gate.DataGate(schema=schema_gen.outputs["schema"],
-                              anomalies=example_validator.outputs["anomalies"]).with_id(cid("DataGate"))
+    gate = data_gate.DataGate(schema=schema_gen.outputs["schema"], anomalies=example_validator.outputs["anomalies"],
+                              statistics=statistics_gen.outputs["statistics"],
+                              trained_split=config.TRAIN_SPLIT).with_id(cid("DataGate"))
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=gate.outputs["gated_schema"],

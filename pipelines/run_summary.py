@@ -367,6 +367,11 @@ def summarize_components(run_id: str, components: list[ComponentRun]) -> RunSumm
         validator = summary.component(cid("ExampleValidator"))
         has_anomalies = validator and validator.outputs.get("anomalies")
         anomalies = data_gate.describe_anomalies(validator.outputs["anomalies"][0].uri) if has_anomalies else {}
+        gate_step = summary.component(cid("DataGate"))
+        gated = gate_step.outputs.get("gated_schema", [None])[0] if gate_step else None
+        verdict = custom_property(gated, data_gate.DATA_ANOMALIES) if gated is not None else None
+        if verdict:  # the gate's findings: ExampleValidator's and a class no training example has
+            anomalies = verdict if isinstance(verdict, dict) else json.loads(verdict)
         drift_step = summary.component(cid("DataDrift"))
         drift_artifact = drift_step.outputs.get("drift", [None])[0] if drift_step else None
         drift_found = {key: json.loads(custom_property(drift_artifact, key) or "{}") if drift_artifact else {}

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from emotion_ai.components.branches import BRANCHES
 from emotion_ai.pipelines.cli import main
 
-BRANCH_CHAIN = ["CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataDrift", "DataGate",
+BRANCH_CHAIN = ["CsvExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator", "DataDrift", "DataGate",
                 "Transform", "Trainer",
                 "ServedModel", "Evaluator", "Pusher"]
 RECORD = ["RunReport", "TrackRun"]  # after both branches
@@ -38,7 +38,8 @@ def test_compiled_spec_is_a_bare_pipeline_spec_kfp_loads_with_both_branches_on_t
     for branch in ("keypoints", "emotion"):
         other = "emotion" if branch == "keypoints" else "keypoints"
         deps = {k: set(v.get("dependentTasks", [])) for k, v in tasks.items()}
-        for upstream, task in [("CsvExampleGen", "StatisticsGen"), ("ImportSchemaGen", "ExampleValidator"),
+        for upstream, task in [("CsvExampleGen", "StatisticsGen"), ("ImportSchemaGen", "StatisticsGen"),
+                               ("ImportSchemaGen", "ExampleValidator"), ("StatisticsGen", "DataGate"),
                                ("ExampleValidator", "DataGate"), ("DataGate", "Transform"), ("DataGate", "Trainer"),
                                ("Transform", "Trainer"),
                                ("Trainer", "Evaluator"), ("ServedModel", "Evaluator"), ("Evaluator", "Pusher")]:

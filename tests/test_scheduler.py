@@ -29,9 +29,11 @@ def test_two_smoke_runs_on_second_ticks_never_overlap_and_are_recorded(first_run
     assert any(e["status"] == "skipped" for e in history), "a tick during a run is skipped"
     first, second = (dt.datetime.fromisoformat(e["start"]) for e in done)
     assert dt.datetime.fromisoformat(done[0]["end"]) <= second, "runs do not overlap"
-    for entry in done:  # unchanged data: nothing new
+    for entry in done:  # unchanged data: nothing new; the history names the spans and the findings
         for name, b in first_run.summary.branches.items():
-            assert entry["models"][name] == {"blessed": True, "pushed": False, "version": b.pushed_version}
+            assert entry["models"][name] == {"blessed": True, "pushed": False, "version": b.pushed_version,
+                                             "spans": ["(no span folder)"], "spans_left_out": [],
+                                             "anomalies": 0, "drift": []}
         assert entry["report"].endswith("report.html") and entry["profile"] == "smoke"
     assert len({e["run_id"] for e in done} | {first_run.summary.run_id}) == 3
     assert done[0]["report"] != done[1]["report"] != str(first_run.report_path)
