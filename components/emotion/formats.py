@@ -36,9 +36,14 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def describe(outputs: dict[str, np.ndarray], i: int, offset: tuple[float, float] = (0.0, 0.0)) -> dict:
+def points(outputs: dict[str, np.ndarray], i: int) -> None:
+    """No points: nothing to frame a second crop on."""
+    return None
+
+
+def describe(outputs: dict[str, np.ndarray], i: int, to_photo=None) -> dict:
     """One input's served output as JSON: the label and each class's probability."""
-    del offset  # a class does not move with the crop
+    del to_photo  # a class does not move with the crop
     probabilities = outputs[spec.EMOTION_OUTPUT][i]
     return {"label": _text(outputs["label"][i]),
             "probabilities": {c: round(float(p), 4) for c, p in zip(spec.EMOTION_CLASSES, probabilities)}}

@@ -49,10 +49,18 @@ def truth(records: list[list[str]]) -> np.ndarray:
     return np.array([[float(v) for v in r[:n]] for r in records], dtype=float).reshape(-1, n)
 
 
-def describe(outputs: dict[str, np.ndarray], i: int, offset: tuple[float, float] = (0.0, 0.0)) -> dict:
-    """One input's served output as JSON: ``point -> [x, y]`` in pixels, shifted by ``offset``
-    (a face crop's corner, to give photo coordinates)."""
-    xy = np.asarray(outputs[spec.KEYPOINTS_OUTPUT][i], dtype=float).reshape(-1, 2) + offset
+def points(outputs: dict[str, np.ndarray], i: int) -> np.ndarray:
+    """One input's points ``[15, 2]`` in the pixels of the image it was given (``predict``
+    frames a second crop on them, and maps them back into the photo)."""
+    return np.asarray(outputs[spec.KEYPOINTS_OUTPUT][i], dtype=float).reshape(-1, 2)
+
+
+def describe(outputs: dict[str, np.ndarray], i: int, to_photo=None) -> dict:
+    """One input's served output as JSON: ``point -> [x, y]`` in pixels; ``to_photo`` maps
+    them (``[n, 2]`` -> ``[n, 2]``) from the crop the model saw into the photo."""
+    xy = points(outputs, i)
+    if to_photo is not None:
+        xy = to_photo(xy)
     return {name: [round(float(x), 2), round(float(y), 2)] for name, (x, y) in zip(spec.KEYPOINT_NAMES, xy)}
 
 
