@@ -1,0 +1,107 @@
+"""The photo path of ``predict`` without models: reading odd files, framing a face and
+mapping points back."""
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from emotion_ai.serving import framing
+from emotion_ai.serving.predict import PredictError, read_photo
+
+
+def _save(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def _declared_png(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * (width + 1))) + chunk(b"IEND", b""))
+
+
+def test_odd_photos_are_read_as_upright_rgb_or_refused_with_the_reason(tmp_path):
+    gradient = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (48, 1))  # 48 x 64
+    rgba = np.dstack([gradient] * 3 + [np.full_like(gradient, 255)])
+    rgba[:, :8, 3] = 0  # a transparent strip: laid on white
+    files = {
+        "alpha_png_named.jpg": _save(Image.fromarray(rgba, "RGBA"), "PNG"),
+        "deep.png": _save(Image.fromarray(gradient.astype(np.uint16) * 257), "PNG"),  # 16-bit grey
+        "grey.jpg": _save(Image.fromarray(gradient), "JPEG", quality=95),
+        "cmyk.jpg": _save(Image.fromarray(np.dstack([gradient] * 3)).convert("CMYK"), "JPEG", quality=95),
+        "dot.png": _save(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG"),
+        "turned.jpg": _save(Image.fromarray(np.dstack([gradient] * 3)), "JPEG", quality=95,
+                            exif=_orientation(6)),  # a phone's portrait photo: rotate 90 degrees on reading
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    read = {name: read_photo(tmp_path / name) for name in files}
+    for name, image in read.items():
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3, name
+    assert read["alpha_png_named.jpg"].shape == (48, 64, 3)
+    assert (read["alpha_png_named.jpg"][:, :8] == 255).all() and read["alpha_png_named.jpg"][0, 40, 0] == 160
+    assert np.abs(read["deep.png"][..., 0].astype(int) - gradient).max() <= 1, "16-bit samples keep their top 8 bits"
+    for name in ("grey.jpg", "cmyk.jpg"):
+        assert np.abs(read[name][..., 0].astype(int) - gradient).mean() < 6, name
+    assert read["dot.png"].shape == (1, 1, 3)
+    assert read["turned.jpg"].shape == (64, 48, 3)
+
+    whole = files["grey.jpg"]
+    (tmp_path / "cut.jpg").write_bytes(whole[:len(whole) // 2])
+    (tmp_path / "bomb.png").write_bytes(_declared_png(20000, 20000))
+    (tmp_path / "text.jpg").write_bytes(b"not an image at all")
+    with pytest.raises(PredictError, match=r"cut.jpg: not a readable image, truncated or damaged"):
+        read_photo(tmp_path / "cut.jpg")
+    with pytest.raises(PredictError, match=r"bomb.png: .*pixels"):
+        read_photo(tmp_path / "bomb.png")
+    with pytest.raises(PredictError, match=r"text.jpg: not a readable image"):
+        read_photo(tmp_path / "text.jpg")
+
+
+def _orientation(value: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = value
+    return exif.tobytes()
+
+
+def test_a_tilted_face_is_straightened_into_the_template_and_its_points_come_back_tilted():
+    """A similarity transform: landmarks of a face turned 25 degrees, shrunk and shifted go
+    onto the template exactly; the crop shows the face upright; a point found on the crop
+    maps back onto the photo."""
+    template = np.array([[30.0, 38.0], [66.0, 38.0], [48.0, 58.0], [48.0, 76.0]])
+    angle, scale, shift = np.radians(25), 2.3, np.array([310.0, 170.0])
+    turn = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    in_photo = (template - 48.0) @ turn.T + shift
+    matrix = framing.similarity(in_photo, template)
+    np.testing.assert_allclose(framing.apply(matrix, in_photo), template, atol=1e-9)
+    np.testing.assert_allclose(framing.apply(framing.invert(matrix), template), in_photo, atol=1e-9)
+
+    photo = np.full((400, 640), 30, np.uint8)
+    for x, y in in_photo:  # a bright dot on each landmark, drawn in the photo
+        cv2.circle(photo, (round(x), round(y)), 4, 255, -1)
+    crop = framing.warp(photo, matrix, 96)
+    for x, y in template:
+        assert crop[round(y), round(x)] > 150, (x, y)
+    corners = np.array(framing.crop_box(matrix, 96))
+    assert np.linalg.norm(corners[1] - corners[0]) == pytest.approx(96 * scale, rel=1e-3)
+    upright = framing.similarity(in_photo, template, rotate=False)
+    assert upright[0, 1] == 0 and upright[1, 0] == 0, "without rotation: scale and shift only"
+
+
+def test_a_large_face_is_shrunk_without_aliasing():
+    """A face ten times the crop's size: a fine stripe pattern averages to grey in the crop
+    (sampling alone would keep black or white stripes)."""
+    photo = np.zeros((1000, 1000), np.uint8)
+    photo[:, ::2] = 255
+    matrix = framing.similarity(np.array([[0.0, 0.0], [960.0, 960.0]]), np.array([[0.0, 0.0], [96.0, 96.0]]))
+    crop = framing.warp(photo, matrix, 96)
+    assert abs(float(crop.mean()) - 127.5) < 8 and float(crop.std()) < 20
