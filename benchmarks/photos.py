@@ -189,6 +189,60 @@ def _labelled(boxes, truth: np.ndarray) -> int | None:
     return None
 
 
+OTHER_PEOPLE = ROOT / "benchmarks" / "photos_other_people.json"
+
+
+def count_boxes(boxes, which: int | None, others: list) -> tuple[int, int]:
+    """``(other people, phantoms)`` among the boxes that are not the labelled face: a box on a
+    reviewed second person (``photos_other_people.json``) is a face, any other is a phantom."""
+    from emotion_ai.serving.faces import _iou
+
+    people = phantoms = 0
+    for i, box in enumerate(boxes):
+        if i == which:
+            continue
+        if any(_iou(box, other) > 0.3 for other in others):
+            people += 1
+        else:
+            phantoms += 1
+    return people, phantoms
+
+
+def detectors(frames, images, others) -> dict:
+    """Each face finder alone on the frames: the labelled face found or missed, other people,
+    phantom boxes, time."""
+    from emotion_ai.serving import faces as faces_lib
+
+    finder, haar = faces_lib.FaceFinder(), HaarBoxes()
+    candidates = {"OpenCV Haar cascade (predict before)": lambda rgb: [b for _, b in haar.boxes(rgb)],
+                  "BlazeFace short range, whole photo": lambda rgb: [
+                      f.box for f in faces_lib.suppress_inner(sorted(finder._find(rgb, 0, 0), key=lambda f: -f.score))],
+                  "BlazeFace short range, whole photo and tiles (predict now)": lambda rgb: [
+                      f.box for f in finder.find(rgb)]}
+    try:  # MTCNN, when installed (pip install mtcnn lz4): compared, not used
+        from mtcnn import MTCNN
+
+        mtcnn = MTCNN()
+        candidates["MTCNN (mtcnn 1.0)"] = lambda rgb: [tuple(map(float, f["box"])) for f in mtcnn.detect_faces(rgb)]
+    except ImportError:
+        pass
+    out = {}
+    for name, find in candidates.items():
+        found = people = phantoms = phantom_frames = 0
+        start = time.time()
+        for f in frames:
+            boxes = find(images[f["file"]])
+            which = _labelled(boxes, f["truth"])
+            found += which is not None
+            p, q = count_boxes(boxes, which, others.get(f["file"], []))
+            people, phantoms, phantom_frames = people + p, phantoms + q, phantom_frames + (q > 0)
+        out[name] = {"found": found, "missed": len(frames) - found, "other_people": people, "phantoms": phantoms,
+                     "frames_with_phantoms": phantom_frames,
+                     "ms_per_frame": round(1000 * (time.time() - start) / len(frames), 1)}
+        print(name, out[name], flush=True)
+    return out
+
+
 def measure(shared: Path, model_repo: Path, limit: int | None) -> dict:
     from emotion_ai.serving import predict
     from emotion_ai.serving.faces import FaceFinder
@@ -204,7 +258,9 @@ def measure(shared: Path, model_repo: Path, limit: int | None) -> dict:
     finder = FaceFinder()
     haar = HaarBoxes()
     images = {f["file"]: read_rgb(shared / "photos" / f["file"]) for f in frames}
-    result = {"frames": len(frames), "models": models.source, "variants": {}}
+    others = {k: [tuple(b) for b in v] for k, v in json.loads(OTHER_PEOPLE.read_text())["faces"].items()}
+    result = {"frames": len(frames), "models": models.source, "detectors": detectors(frames, images, others),
+              "variants": {}}
     for name, options in variants.items():
         errors, errors96, found, extra_frames, extra_boxes = [], [], 0, [], 0
         start = time.time()
@@ -221,9 +277,10 @@ def measure(shared: Path, model_repo: Path, limit: int | None) -> dict:
                 boxes = [tuple(face["box"][k] for k in ("x", "y", "width", "height")) for face in faces]
                 which = _labelled(boxes, truth)
                 points = (np.array(list(faces[which]["keypoints"].values())) if which is not None else None)
-            if len(boxes) > (1 if which is not None else 0):
+            _people, phantoms = count_boxes(boxes, which, others.get(f["file"], []))
+            if phantoms:
                 extra_frames.append(f["file"])
-                extra_boxes += len(boxes) - (1 if which is not None else 0)
+                extra_boxes += phantoms
             if points is None:
                 continue
             found += 1
@@ -234,12 +291,12 @@ def measure(shared: Path, model_repo: Path, limit: int | None) -> dict:
         seconds = time.time() - start
         errors, errors96 = np.array(errors), np.array(errors96)
         result["variants"][name] = {
-            "found": found, "missed": len(frames) - found, "frames_with_extra_boxes": len(extra_frames),
-            "extra_boxes": extra_boxes, "extra_box_frames": extra_frames,
+            "found": found, "missed": len(frames) - found, "frames_with_phantoms": len(extra_frames),
+            "phantoms": extra_boxes, "phantom_frames": extra_frames,
             "nme": float(errors.mean()), "error_px96": float(errors96.mean()),
             "per_point_px96": {n: round(float(v), 3) for n, v in zip(spec.KEYPOINT_NAMES, errors96.mean(0))},
             "photos_per_second": round(len(frames) / seconds, 2)}
-        print(name, {k: v for k, v in result["variants"][name].items() if k not in ("extra_box_frames",
+        print(name, {k: v for k, v in result["variants"][name].items() if k not in ("phantom_frames",
                                                                                    "per_point_px96")}, flush=True)
     # The same models on the training crops of these frames (96x96 pixel strings, labels).
     import pandas as pd
@@ -266,10 +323,19 @@ def markdown(r: dict) -> str:
              f"{r['frames']} whole frames of the training people (`photos/`; in-sample people: this measures "
              "the photo path, not generalisation). NME: mean point error over the distance between the "
              "labelled eye centres; px96: the same error in the pixels of the frame's 96x96 training crop.", "",
-             "| path | found | missed | frames with extra boxes | NME | error px96 | photos/s |",
+             "## Face finders", "",
+             "Other people: boxes on a second real person (reviewed by eye: `benchmarks/photos_other_people.json`); "
+             "phantoms: every other box that is not the labelled face.", "",
+             "| finder | found | missed | other people | phantom boxes | frames with phantoms | ms/frame |",
              "|---|---|---|---|---|---|---|"]
+    for name, v in r["detectors"].items():
+        lines.append(f"| {name} | {v['found']} | {v['missed']} | {v['other_people']} | {v['phantoms']} | "
+                     f"{v['frames_with_phantoms']} | {v['ms_per_frame']} |")
+    lines += ["", "## The photo path (`predict`), step by step", "",
+              "| path | found | missed | frames with phantoms | NME | error px96 | photos/s |",
+              "|---|---|---|---|---|---|---|"]
     for name, v in r["variants"].items():
-        lines.append(f"| {name} | {v['found']} | {v['missed']} | {v['frames_with_extra_boxes']} | {v['nme']:.4f} | "
+        lines.append(f"| {name} | {v['found']} | {v['missed']} | {v['frames_with_phantoms']} | {v['nme']:.4f} | "
                      f"{v['error_px96']:.3f} | {v['photos_per_second']} |")
     lines += ["", f"The same models on these frames' 96x96 training crops: NME {r['crops']['nme']:.4f}.", ""]
     best = list(r["variants"].values())[-1]

@@ -40,6 +40,8 @@ FACE_DETECTOR_MODEL = "SHORT"  # BlazeFace short-range (faces within about 2 m, 
 FACE_MIN_SCORE = 0.7  # detections below are dropped (`predict --min-score`); see benchmarks/results/photos.md
 FACE_MAX_OVERLAP = 0.5  # a box more than half inside a better-scored one is the same face, dropped
 FACE_MIN_PIXELS = 16  # an image narrower than this has no face to find (a 1x1 image is not an error)
+FACE_TILE_MIN = 192  # smallest square the finder also looks in: faces down to about 40 px
+FACE_TILE_LEVELS = 3  # square sizes looked in (the shorter side, half, a quarter): about 100 tiles at 12 MP
 
 # --- key points: Kaggle "Facial Keypoints Detection" layout --------------------------
 KEYPOINT_NAMES = (

@@ -207,6 +207,31 @@ def render_group_photo(seed: int = 0) -> tuple[np.ndarray, list[tuple[int, int, 
     return photo, boxes
 
 
+def render_photo(faces: list[tuple[int, int, int, float]], width: int, height: int, seed: int = 0,
+                 expressions=("Happy", "Surprise", "Sad")) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A grey "photo" of drawn faces: each ``(x, y, size, degrees)`` puts a ``size`` px face
+    with its centre at ``(x, y)``, turned in the image plane by ``degrees`` (counter-clockwise
+    as seen). Returns the image and each face's 15 key points in photo pixels (pixel centres
+    at integers), for testing ``predict`` end to end."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    photo = np.full((height, width), 90, np.uint8)
+    truths = []
+    for i, (cx, cy, size, degrees) in enumerate(faces):
+        face, points = render_face(rng, size, expressions[i % len(expressions)])
+        # The face's square onto the photo: turned about its centre, then moved to (cx, cy).
+        centre = ((size - 1) / 2, (size - 1) / 2)
+        matrix = cv2.getRotationMatrix2D(centre, degrees, 1.0)
+        matrix[:, 2] += (cx - centre[0], cy - centre[1])
+        turned = cv2.warpAffine(face, matrix, (width, height), flags=cv2.INTER_LINEAR, borderValue=0)
+        inside = cv2.warpAffine(np.full_like(face, 255), matrix, (width, height), flags=cv2.INTER_NEAREST,
+                                borderValue=0) > 0
+        photo[inside] = turned[inside]
+        truths.append(points @ matrix[:, :2].T + matrix[:, 2])
+    return photo, truths
+
+
 def _pixels(image: np.ndarray) -> str:
     return " ".join(map(str, image.reshape(-1).tolist()))
 

@@ -41,9 +41,20 @@ class FaceFinder:
         self._detect = FaceDetection(model_type=getattr(FaceDetectionModel, model))
 
     def find(self, rgb: np.ndarray) -> list[Face]:
+        """The whole photo and square tiles of it at halving sizes: the short-range model sees
+        its input at 128x128, where a face of a tenth of a wide photo is a few pixels; in a
+        tile it is as large as in a portrait. Duplicates across tiles are merged."""
         height, width = rgb.shape[:2]
         if min(height, width) < spec.FACE_MIN_PIXELS:
             return []
+        faces = []
+        for x0, y0, side in tiles(width, height):
+            tile = np.ascontiguousarray(rgb[y0:y0 + side, x0:x0 + side]) if side else rgb
+            faces += self._find(tile, x0, y0)
+        return suppress_inner(merge(sorted(faces, key=lambda f: -f.score)))
+
+    def _find(self, rgb: np.ndarray, x0: int, y0: int) -> list[Face]:
+        height, width = rgb.shape[:2]
         faces = []
         for detection in self._detect(rgb):
             score = float(detection.score)
@@ -51,12 +62,50 @@ class FaceFinder:
                 continue
             box = detection.bbox.scale((width, height))
             # Relative coordinates are fractions of the image's extent: 0 is the left edge of
-            # the first pixel, the pixel centre convention puts it at -0.5.
-            points = {name: (float(x) * width - 0.5, float(y) * height - 0.5) for name, (x, y) in
+            # the first pixel, which the pixel-centre convention puts at -0.5.
+            points = {name: (float(x) * width - 0.5 + x0, float(y) * height - 0.5 + y0) for name, (x, y) in
                       zip(LANDMARKS, (detection[i] for i in range(len(LANDMARKS))))}
-            faces.append(Face(score, (float(box.xmin) - 0.5, float(box.ymin) - 0.5,
+            faces.append(Face(score, (float(box.xmin) - 0.5 + x0, float(box.ymin) - 0.5 + y0,
                                       float(box.xmax - box.xmin), float(box.ymax - box.ymin)), points))
-        return suppress_inner(sorted(faces, key=lambda f: -f.score))
+        return faces
+
+
+def tiles(width: int, height: int) -> list[tuple[int, int, int]]:
+    """``(x0, y0, side)`` of the squares to look in: the whole photo (side 0), then squares of
+    the shorter side, then of half that, ... (``spec.FACE_TILE_LEVELS`` sizes, none under
+    ``spec.FACE_TILE_MIN`` pixels: a face of a few percent of a large photo is not looked for), each level
+    overlapping by half a square (a face on a seam is whole in the next one)."""
+    found = [(0, 0, 0)]
+    side = min(width, height)
+    for _level in range(spec.FACE_TILE_LEVELS):
+        if side < spec.FACE_TILE_MIN:
+            break
+        if side < max(width, height) or len(found) > 1:
+            step = side // 2
+            xs = sorted({*range(0, width - side + 1, step), width - side})
+            ys = sorted({*range(0, height - side + 1, step), height - side})
+            found += [(x, y, side) for y in ys for x in xs]
+        side //= 2
+    return found
+
+
+def merge(faces: list[Face], iou: float = 0.4) -> list[Face]:
+    """Faces (best first) without the ones another tile found already (boxes overlapping by
+    more than ``iou``)."""
+    kept: list[Face] = []
+    for face in faces:
+        if all(_iou(face.box, other.box) <= iou for other in kept):
+            kept.append(face)
+    return kept
+
+
+def _iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    union = aw * ah + bw * bh - w * h
+    return w * h / union if union > 0 else 0.0
 
 
 def suppress_inner(faces: list[Face], overlap: float = spec.FACE_MAX_OVERLAP) -> list[Face]:
