@@ -105,3 +105,45 @@ def test_a_large_face_is_shrunk_without_aliasing():
     matrix = framing.similarity(np.array([[0.0, 0.0], [960.0, 960.0]]), np.array([[0.0, 0.0], [96.0, 96.0]]))
     crop = framing.warp(photo, matrix, 96)
     assert abs(float(crop.mean()) - 127.5) < 8 and float(crop.std()) < 20
+
+
+@pytest.mark.parametrize("layout, size", [
+    ([(120, 130, 150, -15), (330, 120, 110, 20)], (480, 260)),
+    ([(100, 140, 120, 0), (270, 120, 160, 25), (460, 150, 90, -20)], (560, 280)),
+])
+def test_drawn_faces_of_several_sizes_and_tilts_are_each_found_once_where_they_are(layout, size):
+    """Two and three drawn faces, 90 to 160 px, turned up to 25 degrees: one box each, at the
+    default score, and the finder's eye landmarks within a fifth of the eye distance of the
+    drawn eye centres, in photo pixels (the landmarks frame the models' crops)."""
+    from emotion_ai.data import generator
+    from emotion_ai.serving.faces import FaceFinder
+
+    finder = FaceFinder()
+    for seed in range(3):
+        photo, truths = generator.render_photo(layout, *size, seed=seed)
+        faces = finder.find(np.stack([photo] * 3, axis=-1))
+        assert len(faces) == len(layout), (seed, [f.score for f in faces])
+        matched = set()
+        for face in faces:
+            centre = np.array([face.box[0] + face.box[2] / 2, face.box[1] + face.box[3] / 2])
+            which = int(np.argmin([np.linalg.norm(t.mean(0) - centre) for t in truths]))
+            matched.add(which)
+            truth = truths[which]  # KEYPOINT_NAMES order: the subject's left eye centre first
+            eyes = np.linalg.norm(truth[0] - truth[1])
+            assert np.linalg.norm(np.array(face.landmarks["left_eye"]) - truth[0]) < 0.2 * eyes, (seed, which)
+            assert np.linalg.norm(np.array(face.landmarks["right_eye"]) - truth[1]) < 0.2 * eyes, (seed, which)
+        assert matched == set(range(len(layout))), "each drawn face found, none twice"
+
+
+def test_a_photo_without_faces_yields_none():
+    from emotion_ai.serving.faces import FaceFinder
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:300, 0:400]
+    scenes = {"noise": rng.integers(0, 256, (300, 400), dtype=np.uint8),
+              "gradient": (xx * 255 / 399).astype(np.uint8),
+              "stripes": ((np.sin(xx / 7.0) * np.cos(yy / 11.0) + 1) * 127).astype(np.uint8)}
+    finder = FaceFinder()
+    for name, scene in scenes.items():
+        assert finder.find(np.stack([scene] * 3, axis=-1)) == [], name
+    assert finder.find(np.zeros((1, 1, 3), np.uint8)) == [], "a 1x1 image has no face, and is no error"
