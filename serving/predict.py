@@ -185,9 +185,12 @@ def annotate(image: np.ndarray, faces: list[dict]) -> np.ndarray:
         label = f"{caption(face)} ({face['score']:.2f})".strip()
         scale = max(0.35, b["width"] / 220)
         (w, h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        top = max(0, y0 - h - base - 2 * thickness)
-        cv2.rectangle(out, (x0, top), (x0 + w + 2 * thickness, top + h + base + 2 * thickness), (0, 200, 0), -1)
-        cv2.putText(out, label, (x0 + thickness, top + h + thickness), cv2.FONT_HERSHEY_SIMPLEX, scale,
+        band_w, band_h = w + 2 * thickness, h + base + 2 * thickness
+        # Above the box, inside the photo: moved left at the right edge, below the top edge.
+        left = int(min(max(0, x0), max(0, out.shape[1] - band_w)))
+        top = int(max(0, y0 - band_h))
+        cv2.rectangle(out, (left, top), (left + band_w, top + band_h), (0, 200, 0), -1)
+        cv2.putText(out, label, (left + thickness, top + h + thickness), cv2.FONT_HERSHEY_SIMPLEX, scale,
                     (0, 0, 0), thickness, cv2.LINE_AA)
     return out
 

@@ -527,6 +527,34 @@ def test_predict_accounts_for_every_file_and_goes_on_after_each_problem(server, 
         assert (out / f"{name}.annotated.png").is_file()
 
 
+def test_predict_reads_photos_in_any_form_and_names_each_problem(repo, tmp_path):
+    """The same two drawn faces as a PNG with alpha named .jpg, a 16-bit PNG, a CMYK JPEG and
+    a grey JPEG: two faces in each. A 1x1 image has none; a truncated file and a declared
+    20000x20000 image are one line each; the files after them still run."""
+    photo, _ = generator.render_group_photo()
+    grey = Image.fromarray(photo)
+    rgba = grey.convert("RGBA")
+    files = {"alpha.jpg": (rgba, "PNG", {}), "deep.png": (Image.fromarray(photo.astype(np.uint16) * 257), "PNG", {}),
+             "cmyk.jpg": (grey.convert("CMYK"), "JPEG", {"quality": 95}), "grey.jpg": (grey, "JPEG", {"quality": 95}),
+             "dot.png": (Image.new("RGB", (1, 1)), "PNG", {})}
+    for name, (image, fmt, options) in files.items():
+        image.save(tmp_path / name, format=fmt, **options)
+    whole = (tmp_path / "grey.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(whole[:len(whole) // 3])
+    (tmp_path / "bomb.png").write_bytes(_declared_png(20000, 20000))
+    names = ["cut.jpg", "alpha.jpg", "bomb.png", "deep.png", "cmyk.jpg", "dot.png", "grey.jpg"]
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["predict", *(str(tmp_path / n) for n in names), "--model-repo", str(repo),
+                                       "--out", str(out)])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "cut.jpg: not a readable image, truncated or damaged" in result.output
+    assert "bomb.png:" in result.output and "pixels" in result.output
+    assert "dot.png: no face found" in result.output
+    for name in ("alpha.jpg", "deep.png", "cmyk.jpg", "grey.jpg"):
+        data = json.loads((out / f"{Path(name).stem}.json").read_text())
+        assert len(data["faces"]) == 2, (name, [f["score"] for f in data["faces"]])
+
+
 def test_output_names_never_collide():
     from emotion_ai.serving.predict import output_names
 
