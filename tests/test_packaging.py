@@ -93,3 +93,4 @@ def test_pip_install_in_a_fresh_venv_gives_every_command(tmp_path):
 
     for branch in branches.BRANCHES:  # the curated schemas ship as package data, unchanged
         assert f"schema: {branch.name} {curated_schema.file_hash(curated_schema.source_path(branch))}" in done.stdout
+    assert "framing: ['emotion', 'keypoints'] right_eye,left_eye,nose_tip,mouth_center" in done.stdout

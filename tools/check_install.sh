@@ -19,7 +19,8 @@ py="$(realpath "$venv")/bin/python"
 # Built from a copy of what setup.py packages, so the build leaves nothing in the checkout.
 src="$(mktemp -d)"
 trap 'rm -rf "$src"' EXIT
-(cd "$root" && cp --parents setup.py README.md $(find pipelines components data serving kubeflow -name '*.py' -o -name '*.pbtxt') "$src")
+(cd "$root" && cp --parents setup.py README.md serving/framing.json \
+  $(find pipelines components data serving kubeflow -name '*.py' -o -name '*.pbtxt') "$src")
 "$py" -m pip install --quiet --disable-pip-version-check --no-build-isolation "$src" -c "$root/constraints.txt"
 "$py" "$root/tools/glibc_compat.py" >/dev/null
 cd "$(mktemp -d)"  # nothing of the checkout on sys.path
@@ -43,4 +44,6 @@ print(f"imports: {len(names)} modules")
 from emotion_ai.components import branches, curated_schema
 for branch in branches.BRANCHES:  # package data: what ImportSchemaGen reads in a Kubeflow pod
     print("schema:", branch.name, curated_schema.file_hash(curated_schema.source_path(branch)))
+from emotion_ai.serving import framing  # package data: the crop templates predict reads
+print("framing:", sorted(framing.load_templates()), ",".join(framing.landmark_names()))
 ' 2>/dev/null
