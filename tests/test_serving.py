@@ -471,7 +471,8 @@ def test_predict_on_a_photo_with_two_faces(server, repo, tmp_path, through_serve
         # mapped back into photo pixels.
         size = spec.KEYPOINT_IMAGE_SIZE
         corners = np.array(face["crops"]["keypoints"], dtype=np.float32)[:3]
-        matrix = cv2.getAffineTransform(corners, np.float32([[-0.5, -0.5], [size - 0.5, -0.5], [size - 0.5, size - 0.5]]))
+        in_crop = np.float32([[-0.5, -0.5], [size - 0.5, -0.5], [size - 0.5, size - 0.5]])
+        matrix = cv2.getAffineTransform(corners, in_crop)
         crop = cv2.imencode(".png", framing.warp(grey, matrix.astype(np.float64), size))[1].tobytes()
         on_crop = local.predict_images([crop])["keypoints"][0].reshape(-1, 2)
         expected = framing.apply(framing.invert(matrix.astype(np.float64)), on_crop)
