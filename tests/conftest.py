@@ -111,6 +111,18 @@ def record_components_inputs(summary) -> dict[str, list]:
     return inputs
 
 
+def declared_png(width: int, height: int) -> bytes:
+    """A PNG of a few dozen bytes whose header declares ``width`` x ``height`` grey pixels:
+    what a decoder would allocate for, as a compressed bomb does."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * (width + 1))) + chunk(b"IEND", b""))
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1 (the OS's pick)."""
     import socket

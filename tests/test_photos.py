@@ -7,6 +7,7 @@ import io
 import cv2
 import numpy as np
 import pytest
+from conftest import declared_png
 from PIL import Image
 
 from emotion_ai.serving import framing
@@ -17,16 +18,6 @@ def _save(image: Image.Image, fmt: str, **kwargs) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **kwargs)
     return buffer.getvalue()
-
-
-def _declared_png(width: int, height: int) -> bytes:
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\0" * (width + 1))) + chunk(b"IEND", b""))
 
 
 def test_odd_photos_are_read_as_upright_rgb_or_refused_with_the_reason(tmp_path):
@@ -57,7 +48,7 @@ def test_odd_photos_are_read_as_upright_rgb_or_refused_with_the_reason(tmp_path)
 
     whole = files["grey.jpg"]
     (tmp_path / "cut.jpg").write_bytes(whole[:len(whole) // 2])
-    (tmp_path / "bomb.png").write_bytes(_declared_png(20000, 20000))
+    (tmp_path / "bomb.png").write_bytes(declared_png(20000, 20000))
     (tmp_path / "text.jpg").write_bytes(b"not an image at all")
     with pytest.raises(PredictError, match=r"cut.jpg: not a readable image, truncated or damaged"):
         read_photo(tmp_path / "cut.jpg")

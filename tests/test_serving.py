@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import requests
 from click.testing import CliRunner
-from conftest import free_port, serve_in_thread
+from conftest import declared_png, free_port, serve_in_thread
 from PIL import Image
 
 from emotion_ai.components import model_repository, spec
@@ -143,18 +143,6 @@ def test_get_errors_and_request_size_limit(server):
     assert response.status_code == 413
 
 
-def _declared_png(width: int, height: int) -> bytes:
-    """A PNG of a few dozen bytes whose header declares ``width`` x ``height`` grey pixels:
-    what a decoder would allocate for, as a compressed bomb does."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\0" * (width + 1))) + chunk(b"IEND", b""))
-
-
 def _post(server, path, body):
     return requests.post(f"{server}/v1/models/{path}", json=body, timeout=60)
 
@@ -169,9 +157,9 @@ def test_what_one_request_may_cost_is_bounded_before_anything_is_decoded(server)
     assert at_limit.status_code == 200 and len(at_limit.json()["predictions"]) == limit
     cases = [({"signature_name": "serving_pixels", "instances": [face] * (limit + 1)}, f"the limit is {limit}"),
              ({"signature_name": "serving_pixels", "inputs": [face] * (limit + 1)}, f"the limit is {limit}"),
-             ({"instances": [_b64(_declared_png(20000, 20000))]}, "pixels"),
-             ({"instances": [_b64(_declared_png(6000, 5000))]}, "30,000,000 pixels"),
-             ({"instances": [_b64(_declared_png(4000, 4500))] * 4}, "decode to 288,000,000 bytes")]
+             ({"instances": [_b64(declared_png(20000, 20000))]}, "pixels"),
+             ({"instances": [_b64(declared_png(6000, 5000))]}, "30,000,000 pixels"),
+             ({"instances": [_b64(declared_png(4000, 4500))] * 4}, "decode to 288,000,000 bytes")]
     for body, fragment in cases:
         start = time.monotonic()
         response = _post(server, "emotion:predict", body)
@@ -509,7 +497,7 @@ def test_predict_accounts_for_every_file_and_goes_on_after_each_problem(server, 
     the photo's resolution); ``a.png`` and ``a.jpg`` get outputs of their own."""
     photo, _ = generator.render_group_photo()
     (tmp_path / "empty.png").write_bytes(b"")
-    (tmp_path / "bomb.png").write_bytes(_declared_png(20000, 20000))
+    (tmp_path / "bomb.png").write_bytes(declared_png(20000, 20000))
     big = cv2.resize(photo, None, fx=6, fy=6, interpolation=cv2.INTER_CUBIC).astype(np.float32)
     big += np.random.default_rng(0).normal(0, 10, big.shape)
     cv2.imwrite(str(tmp_path / "large.png"), np.clip(big, 0, 255).astype(np.uint8))
@@ -542,7 +530,7 @@ def test_predict_reads_photos_in_any_form_and_names_each_problem(repo, tmp_path)
         image.save(tmp_path / name, format=fmt, **options)
     whole = (tmp_path / "grey.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(whole[:len(whole) // 3])
-    (tmp_path / "bomb.png").write_bytes(_declared_png(20000, 20000))
+    (tmp_path / "bomb.png").write_bytes(declared_png(20000, 20000))
     names = ["cut.jpg", "alpha.jpg", "bomb.png", "deep.png", "cmyk.jpg", "dot.png", "grey.jpg"]
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["predict", *(str(tmp_path / n) for n in names), "--model-repo", str(repo),
