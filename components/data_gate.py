@@ -26,7 +26,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 from tfx import v1 as tfx
 from tfx.components.trainer import executor as trainer_executor
 from tfx.dsl.io import fileio
-from tfx.types import standard_artifacts, standard_component_specs
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.utils import io_utils
 
 DATA_BLESSED = "data_blessed"  # on the gated schema: 1 when every split passed validation
@@ -46,25 +46,25 @@ def describe_anomalies(uri: str) -> dict[str, list[str]]:
     return found
 
 
-def absent_classes(statistics_uri: str, schema: schema_pb2.Schema, split: str) -> list[str]:
+def absent_classes(statistics: statistics_pb2.DatasetFeatureStatisticsList, schema: schema_pb2.Schema,
+                   split: str) -> list[str]:
     """``"feature: what is wrong"`` for each value of a categorical integer domain (a class
-    label's ``min..max``) that no example of ``split`` has. Needs statistics computed with the
-    schema (StatisticsGen given it): only then does TFDV count a categorical integer's values."""
-    path = f"{statistics_uri.rstrip('/')}/Split-{split}/FeatureStats.pb"
-    if not fileio.exists(path):
+    label's ``min..max``) that no example of ``split`` (its ``statistics``) has. Needs
+    statistics computed with the schema (StatisticsGen given it): only then does TFDV count a
+    categorical integer's values."""
+    import tensorflow_data_validation as tfdv  # only the gate needs it; the summary imports this module too
+
+    if not statistics.datasets or not statistics.datasets[0].num_examples:
         return []
-    stats = statistics_pb2.DatasetFeatureStatisticsList()
-    stats.ParseFromString(io_utils.read_bytes_file(path))
-    if not stats.datasets or not stats.datasets[0].num_examples:
-        return []
-    by_name = {f.path.step[-1] if f.path.step else f.name: f for f in stats.datasets[0].features}
+    view = tfdv.DatasetListView(statistics).get_default_slice()
     found = []
     for feature in schema.feature:
         domain = feature.int_domain
         categorical = feature.WhichOneof("domain_info") == "int_domain" and domain.is_categorical
-        if not categorical or feature.name not in by_name:
+        described = view.get_feature(tfdv.FeaturePath([feature.name])) if categorical else None
+        if described is None:
             continue
-        string_stats = by_name[feature.name].string_stats
+        string_stats = described.proto().string_stats
         seen = {b.label for b in string_stats.rank_histogram.buckets} | {v.value for v in string_stats.top_values}
         if not seen:  # computed without the schema: TFDV described it as a number
             continue
@@ -74,6 +74,16 @@ def absent_classes(statistics_uri: str, schema: schema_pb2.Schema, split: str) -
                          f"{', '.join(map(str, missing))} (domain {domain.min}..{domain.max}): "
                          "the model could not learn it")
     return found
+
+
+def split_statistics(statistics, split: str) -> statistics_pb2.DatasetFeatureStatisticsList | None:
+    """One split of a StatisticsGen artifact, read as ExampleValidator reads it; None when the
+    artifact has no such split."""
+    from tfx.components.statistics_gen import stats_artifact_utils  # imports TFDV
+
+    if split not in artifact_utils.decode_split_names(statistics.split_names):
+        return None
+    return stats_artifact_utils.load_statistics(statistics, split).proto()
 
 
 @tfx.dsl.components.component
@@ -89,8 +99,9 @@ def DataGate(schema: tfx.dsl.components.InputArtifact[standard_artifacts.Schema]
     blessed = anomalies.get_json_value_custom_property("blessed") if anomalies.has_custom_property("blessed") else None
     # ExampleValidator's flag per split where it set one; its anomalies where it did not.
     ok = all(int(v) == 1 for v in blessed.values()) if blessed else not found
-    absent = absent_classes(statistics.uri, io_utils.SchemaReader().read(os.path.join(schema.uri, "schema.pbtxt")),
-                            trained_split)
+    trained = split_statistics(statistics, trained_split)
+    absent = absent_classes(trained, io_utils.SchemaReader().read(os.path.join(schema.uri, "schema.pbtxt")),
+                            trained_split) if trained is not None else []
     if absent:
         found.setdefault(trained_split, []).extend(absent)
         ok = False

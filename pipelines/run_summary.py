@@ -364,14 +364,18 @@ def summarize_components(run_id: str, components: list[ComponentRun]) -> RunSumm
                 evaluation.baseline_version = str(version) if version else None
         pusher = summary.component(cid("Pusher"))
         pushed_model = pusher.outputs.get("pushed_model", [None])[0] if pusher else None
-        validator = summary.component(cid("ExampleValidator"))
-        has_anomalies = validator and validator.outputs.get("anomalies")
-        anomalies = data_gate.describe_anomalies(validator.outputs["anomalies"][0].uri) if has_anomalies else {}
+        # The gate's findings (ExampleValidator's and a class no training example has); the
+        # validator's own when the gate did not run.
         gate_step = summary.component(cid("DataGate"))
         gated = gate_step.outputs.get("gated_schema", [None])[0] if gate_step else None
         verdict = custom_property(gated, data_gate.DATA_ANOMALIES) if gated is not None else None
-        if verdict:  # the gate's findings: ExampleValidator's and a class no training example has
+        validator = summary.component(cid("ExampleValidator"))
+        if verdict:
             anomalies = verdict if isinstance(verdict, dict) else json.loads(verdict)
+        elif validator and validator.outputs.get("anomalies"):
+            anomalies = data_gate.describe_anomalies(validator.outputs["anomalies"][0].uri)
+        else:
+            anomalies = {}
         drift_step = summary.component(cid("DataDrift"))
         drift_artifact = drift_step.outputs.get("drift", [None])[0] if drift_step else None
         drift_found = {key: json.loads(custom_property(drift_artifact, key) or "{}") if drift_artifact else {}
