@@ -15,6 +15,7 @@ data's convention).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from importlib import resources
 
@@ -42,9 +43,15 @@ class Template:
         return np.array([self.shape[n] for n in names], dtype=np.float64)
 
 
+@functools.lru_cache(maxsize=1)
+def _fitted() -> dict:
+    """``serving/framing.json`` (shipped in the package), read once."""
+    return json.loads(resources.files("emotion_ai.serving").joinpath(FRAMING_FILE).read_text())
+
+
 def load_templates() -> dict[str, Template]:
-    """The fitted templates, per branch name (``serving/framing.json``, shipped in the package)."""
-    raw = json.loads(resources.files("emotion_ai.serving").joinpath(FRAMING_FILE).read_text())
+    """The fitted templates, per branch name."""
+    raw = _fitted()
     return {name: Template(t["size"], {k: tuple(v) for k, v in t["points"].items()},
                            {k: tuple(v) for k, v in t.get("shape", {}).items()}, t.get("source", ""))
             for name, t in raw["templates"].items()}
@@ -53,7 +60,7 @@ def load_templates() -> dict[str, Template]:
 def landmark_names() -> tuple[str, ...]:
     """The face finder's landmarks the templates were fitted on (the ears are left out: often
     hidden, then guessed)."""
-    return tuple(json.loads(resources.files("emotion_ai.serving").joinpath(FRAMING_FILE).read_text())["landmarks"])
+    return tuple(_fitted()["landmarks"])
 
 
 def similarity(source: np.ndarray, target: np.ndarray, rotate: bool = True) -> np.ndarray:
