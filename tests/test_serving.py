@@ -510,10 +510,10 @@ def test_predict_accounts_for_every_file_and_goes_on_after_each_problem(server, 
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert "empty.png: empty file" in result.output
     assert "bomb.png:" in result.output and "pixels" in result.output
-    for name in ("large.png", "a.png", "a.jpg"):
-        data = json.loads((out / f"{name}.json").read_text())
+    for name, output in (("large.png", "large"), ("a.png", "a.png"), ("a.jpg", "a.jpg")):  # a: two inputs
+        data = json.loads((out / f"{output}.json").read_text())
         assert data["photo"].endswith(name) and len(data["faces"]) == 2
-        assert (out / f"{name}.annotated.png").is_file()
+        assert (out / f"{output}.annotated.png").is_file()
 
 
 def test_predict_reads_photos_in_any_form_and_names_each_problem(repo, tmp_path):
