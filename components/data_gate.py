@@ -61,7 +61,8 @@ def absent_classes(statistics_uri: str, schema: schema_pb2.Schema, split: str) -
     found = []
     for feature in schema.feature:
         domain = feature.int_domain
-        if feature.WhichOneof("domain_info") != "int_domain" or not domain.is_categorical or feature.name not in by_name:
+        if (feature.WhichOneof("domain_info") != "int_domain" or not domain.is_categorical
+                or feature.name not in by_name):
             continue
         string_stats = by_name[feature.name].string_stats
         seen = {b.label for b in string_stats.rank_histogram.buckets} | {v.value for v in string_stats.top_values}

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from emotion_ai.components import data_gate, spec
-from emotion_ai.components.curated_schema import source_path
 from emotion_ai.components.branches import EMOTION
+from emotion_ai.components.curated_schema import source_path
 from emotion_ai.pipelines import config
 
 config.set_runtime_environment()
