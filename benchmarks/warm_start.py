@@ -145,7 +145,7 @@ def main(argv=None) -> int:
         resumed = (work / root / "metadata.sqlite").exists()
         if not resumed:
             shutil.rmtree(work / repo, ignore_errors=True)
-        if name == "warm" and not resumed:  # a copy of what the served run pushed (what is served at span 2)
+        if name == "warm" and not (work / repo).exists():  # a copy of what the served run pushed (served at span 2)
             shutil.copytree(work / "model_repository", work / repo)
         start = time.time()
         run = local_runner.run(run_profile, work / root, work / repo, work / "data", _inputs(work, spans))
