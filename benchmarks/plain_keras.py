@@ -72,7 +72,7 @@ def train(kind: str, train_csv: Path, eval_csv: Path, params: spec.ModelParams) 
     load_seconds = time.time() - t0
     t1 = time.time()
     trainer = keypoint_trainer if kind == "keypoints" else emotion_trainer
-    _, history = trainer.train(params, (tx, ty), (ex, ey))
+    _, history, _ = trainer.train(params, (tx, ty), (ex, ey))
     fit_seconds = time.time() - t1
     epochs = len(history.history["loss"])
     return {"kind": kind, "train_rows": len(tx), "eval_rows": len(ex), "epochs": epochs,

@@ -158,8 +158,17 @@ class ModelParams:
     label_smoothing: float = 0.0  # expressions only
     # Test-time augmentation in the served graph: the mean over the image and its mirror
     # (flip_tta), each also shifted by +-tta_shift_px pixels on a 3x3 grid (0: not shifted).
+    # With distill_epochs these are the teacher's views and the served graph runs once.
     flip_tta: bool = True
     tta_shift_px: int = 0
+    # Distillation (components/common/training.distill): after the schedule, this many epochs
+    # in which the targets are blended with a frozen copy's average over the test-time views
+    # above (``distill_weight`` of the teacher), at ``distill_learning_rate_scale`` of the
+    # learning rate; the network is then served in one pass, the views live in its weights.
+    # 0: no distillation, the served graph averages the views.
+    distill_epochs: int = 0
+    distill_weight: float = 0.5
+    distill_learning_rate_scale: float = 0.3
     # Key points: subtract the served prediction's mean error per coordinate on the eval
     # split (see components/keypoints/trainer.offset_correction).
     calibrate_offsets: bool = False

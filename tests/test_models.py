@@ -86,7 +86,7 @@ def test_soft_argmax_network_learns_where_a_dot_is():
     params = dataclasses.replace(TINY, head="soft_argmax", epochs=6, warmup_epochs=0, augmentation=None)
     network = keypoint_model.build(params)
     training.fit(network, params, (x, y), (ex, ey), loss=keypoint_model.masked_loss,
-                 metrics=[keypoint_metrics.TrainingPixelRMSE()], monitor="val_rmse_px", mode="min")
+                 metrics=[keypoint_metrics.TrainingPixelRMSE], monitor="val_rmse_px", mode="min")
     predicted = network(ex, training=False).numpy()
     half = (SIZE - 1) / 2
     x_px, y_px = predicted[:, 0] * half + half, predicted[:, 1] * half + half

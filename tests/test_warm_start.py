@@ -42,12 +42,12 @@ def _fn_args(tmp_path, base_model):
 
 def test_a_warm_start_begins_where_the_served_network_ended(tmp_path):
     train, evaluation = _faces(400, 0), _faces(100, 1)
-    cold_network, cold = trainer.train(PARAMS, train, evaluation)
+    cold_network, cold, _ = trainer.train(PARAMS, train, evaluation)
     served = tmp_path / "served" / "Format-Serving"  # the ServedModel artifact's serving folder
     training.save_network_weights(cold_network, str(served))
 
     fn_args = _fn_args(tmp_path, str(served))
-    _, warm = trainer.train(PARAMS, train, evaluation, start=functools.partial(training.warm_start, fn_args=fn_args))
+    _, warm, _ = trainer.train(PARAMS, train, evaluation, start=functools.partial(training.warm_start, fn_args=fn_args))
     assert len(warm.history["loss"]) == 2, "the short schedule"
     curves = (warm.history, cold.history)
     # It begins where the served network ended, far below where a cold start begins.
@@ -58,7 +58,8 @@ def test_a_warm_start_begins_where_the_served_network_ended(tmp_path):
     assert record == {"warm": True, "base_model": str(served), "epochs": 2, "learning_rate": 0.3 * PARAMS.learning_rate}
 
     other = dataclasses.replace(PARAMS, stage_filters=(4, 8))  # the profile's network changed since
-    _, history = trainer.train(other, train, evaluation, start=functools.partial(training.warm_start, fn_args=fn_args))
+    _, history, _ = trainer.train(other, train, evaluation,
+                                  start=functools.partial(training.warm_start, fn_args=fn_args))
     assert len(history.history["loss"]) == other.epochs
     record = json.loads((tmp_path / "run" / training.WARM_START_FILE).read_text())
     assert record["warm"] is False and "does not fit" in record["reason"]

@@ -17,8 +17,21 @@ from absl import logging
 from tfx import v1 as tfx
 
 from emotion_ai.components import spec
+from emotion_ai.components.common import views
 from emotion_ai.components.common.callbacks import BestWeights, EpochTimer, RecalibrateBatchNorm, timed
 from emotion_ai.components.common.datasets import batches
+
+
+def distribution_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
+    """How a Trainer spreads training over ``devices`` (default: every visible GPU): one
+    replica per device with ``MirroredStrategy`` when there are two or more (each batch split
+    between them, gradients summed), else TensorFlow's default (one GPU or the CPU). The
+    network is built in its scope; ``fit`` then runs on it with no other change."""
+    if devices is None:
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+    if len(devices) > 1:
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()
 
 
 def fit(network: tf.keras.Model, params: spec.ModelParams, train: tuple, evaluation: tuple, loss, metrics,
@@ -27,14 +40,23 @@ def fit(network: tf.keras.Model, params: spec.ModelParams, train: tuple, evaluat
     """The training recipe both branches (and the plain-Keras benchmark) share: AdamW with
     decoupled weight decay (not on BatchNorm or biases), linear warm-up then cosine decay to
     zero, BatchNorm statistics re-estimated on clean images before each eval, early
-    stopping, and the best eval epoch's weights kept."""
+    stopping, and the best eval epoch's weights kept. ``augment(x, y)`` maps each training
+    batch when ``params.augmentation`` is set. ``metrics`` are made by calling each of them
+    (classes or partials): metrics, like the optimizer, are created in the network's
+    distribution strategy scope, which Keras requires with ``MirroredStrategy``."""
+    if params.epochs <= 0:  # nothing scheduled (a start hook may ask for none: straight to distillation)
+        history = tf.keras.callbacks.History()
+        history.history = {}
+        return history
     steps = math.ceil(len(train[0]) / params.batch_size)
     warmup = min(params.warmup_epochs, max(params.epochs - 1, 0)) * steps
     schedule = tf.keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=params.learning_rate / 10 if warmup else params.learning_rate,
         decay_steps=max(params.epochs * steps - warmup, 1), alpha=0.0,
         warmup_target=params.learning_rate if warmup else None, warmup_steps=warmup)
-    optimizer = tf.keras.optimizers.AdamW(learning_rate=schedule, weight_decay=params.weight_decay)
+    with network.distribute_strategy.scope():  # optimizer and metrics belong to the strategy they are made in
+        optimizer = tf.keras.optimizers.AdamW(learning_rate=schedule, weight_decay=params.weight_decay)
+        metrics = [make() for make in metrics]
     optimizer.exclude_from_weight_decay(var_names=["bn", "gn", "bias", "offset"])
     network.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     callbacks = [EpochTimer(len(train[0])), BestWeights(monitor, mode),
@@ -51,11 +73,70 @@ def fit(network: tf.keras.Model, params: spec.ModelParams, train: tuple, evaluat
             epochs=params.epochs, verbose=2, class_weight=class_weight, callbacks=callbacks)
 
 
-def save_history(history: tf.keras.callbacks.History, fn_args: tfx.components.FnArgs) -> None:
-    """Per-epoch training curves beside the TensorBoard logs, for MLflow and reports."""
+class _Distiller(tf.keras.Model):
+    """The network being taught, with its frozen teacher: each training step blends the
+    teacher's view average on the (augmented) batch into the targets, then trains the
+    network on them as usual. Calls, evaluation and BatchNorm recalibration see the network
+    alone. The teacher runs inside the step, so on accelerators it runs where training does."""
+
+    def __init__(self, network, teacher, size, teacher_views, unview, blend, weight):
+        super().__init__(name="distiller")
+        self.network, self.teacher = network, teacher
+        self.size, self.teacher_views, self.unview, self.blend, self.weight = size, teacher_views, unview, blend, weight
+
+    def call(self, x, training=False):
+        return self.network(x, training=training)
+
+    def train_step(self, data):
+        x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
+        taught = views.average_views(self.teacher, x, self.size, self.teacher_views, self.unview)
+        y = self.blend(y, tf.stop_gradient(taught), self.weight)
+        return super().train_step((x, y) if sample_weight is None else (x, y, sample_weight))
+
+
+def distill(network: tf.keras.Model, params: spec.ModelParams, train: tuple, evaluation: tuple, loss, metrics,
+            monitor: str, mode: str, size: int, unview, blend, augment=None, class_weight=None,
+            log_dir: str | None = None) -> tf.keras.callbacks.History | None:
+    """Distil the test-time view average into ``network`` itself (``params.distill_epochs``).
+
+    A frozen copy of the trained network is the teacher: on every augmented training batch
+    its mean over ``views.tta_views`` (mapped back by ``unview``) is blended into the targets
+    by ``blend(targets, taught, weight)``, and the network trains on them for a short
+    schedule at a fraction of the learning rate (no warm-up), the best eval epoch kept. The
+    network then answers in one pass what the average answered in many (the served graph
+    uses ``views.served_views``). Returns the distillation's history, or None when the
+    parameters ask for none.
+    """
+    if not params.distill_epochs:
+        return None
+    with network.distribute_strategy.scope():  # the teacher's variables where the network's are
+        teacher = tf.keras.models.clone_model(network)
+        teacher.set_weights(network.get_weights())
+        teacher.trainable = False
+        taught = _Distiller(network, teacher, size, views.tta_views(params, size), unview, blend,
+                            params.distill_weight)
+    schedule = dataclasses.replace(params, epochs=params.distill_epochs, warmup_epochs=0,
+                                   learning_rate=params.learning_rate * params.distill_learning_rate_scale)
+    logging.info("distilling %d view(s) into one pass: %d epoch(s) at learning rate %.3g, teacher weight %.2f",
+                 len(taught.teacher_views), schedule.epochs, schedule.learning_rate, params.distill_weight)
+    with timed("distillation"):
+        return fit(taught, schedule, train, evaluation, loss, metrics, monitor, mode, augment=augment,
+                   class_weight=class_weight, log_dir=log_dir)
+
+
+def save_history(history: tf.keras.callbacks.History, fn_args: tfx.components.FnArgs,
+                 distilled: tf.keras.callbacks.History | None = None) -> None:
+    """Per-epoch training curves beside the TensorBoard logs, for MLflow and reports. The
+    distillation's epochs (if any) follow the schedule's; ``distilling`` is 1 on those."""
+    curves = {k: [float(v) for v in values] for k, values in history.history.items()}
+    scheduled = len(history.history.get("loss", []))
+    extra = len(distilled.history.get("loss", [])) if distilled is not None else 0
+    if extra:
+        curves = {k: v + [float(x) for x in distilled.history.get(k, [])] for k, v in curves.items()}
+    curves["distilling"] = [0.0] * scheduled + [1.0] * extra
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(f"{fn_args.model_run_dir}/history.json", "w") as f:
-        f.write(json.dumps({k: [float(v) for v in values] for k, values in history.history.items()}))
+        f.write(json.dumps(curves))
 
 
 

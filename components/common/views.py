@@ -22,6 +22,12 @@ def tta_views(params: spec.ModelParams, size: int) -> list[tuple[bool, tuple[flo
     return [(m, (dx / half, dy / half)) for m in mirrors for dx in steps for dy in steps]
 
 
+def served_views(params: spec.ModelParams, size: int) -> list[tuple[bool, tuple[float, float]]]:
+    """The views the exported graph averages: one when the view average was distilled into
+    the network (``params.distill_epochs``), else ``tta_views``."""
+    return [(False, (0.0, 0.0))] if params.distill_epochs else tta_views(params, size)
+
+
 def view_images(flat: tf.Tensor, size: int, mirrored: bool, shift: tuple[float, float]) -> tf.Tensor:
     """One test-time view of flat images: mirrored, then shifted (border reflected, as the
     training augmentation fills it)."""

@@ -57,30 +57,42 @@ def _postprocess(probabilities, image_hw):
     }
 
 
-def train(params: spec.ModelParams, train_split, eval_split, log_dir: str | None = None, start=None):
-    """Build and train the expression network on ``(images, class ids)`` arrays; the
-    pipeline's ``run_fn`` and the plain-Keras benchmark both call this."""
+def _blend(one_hot, taught, weight):
+    """Distillation targets: the label blended with the teacher's view-averaged probabilities."""
+    return (1.0 - weight) * one_hot + weight * taught
+
+
+def train(params: spec.ModelParams, train_split, eval_split, log_dir: str | None = None, start=None,
+          strategy: tf.distribute.Strategy | None = None):
+    """Build and train the expression network on ``(images, class ids)`` arrays, then distil
+    its view average into it if ``params`` say so; the pipeline's ``run_fn`` and the
+    plain-Keras benchmark both call this. Returns the network, the schedule's history and
+    the distillation's (or None). ``strategy``: where it trains (default: every visible GPU,
+    ``training.distribution_strategy``)."""
     weights = class_weights(train_split[1])
     logging.info("emotion class counts %s, weights %s",
                  np.bincount(train_split[1], minlength=N_CLASSES).tolist(), weights)
-    network = model_lib.build(params)
+    with (strategy or training.distribution_strategy()).scope():
+        network = model_lib.build(params)
     logging.info("expression network: %d parameters", network.count_params())
     if start is not None:  # warm start: ``start(network, params)`` loads weights, returns the schedule
         params = start(network, params)
-    history = training.fit(
-        network, params, _one_hot(train_split), _one_hot(eval_split),
-        loss=tf.keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
-        metrics=[tf.keras.metrics.CategoricalAccuracy(name="accuracy")], monitor="val_accuracy", mode="max",
-        augment=augmenter(params), class_weight=weights, log_dir=log_dir)
-    return network, history
+    recipe = dict(loss=tf.keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
+                  monitor="val_accuracy", mode="max", augment=augmenter(params), class_weight=weights, log_dir=log_dir)
+    accuracy = functools.partial(tf.keras.metrics.CategoricalAccuracy, name="accuracy")
+    train_split, eval_split = _one_hot(train_split), _one_hot(eval_split)
+    history = training.fit(network, params, train_split, eval_split, metrics=[accuracy], **recipe)
+    distilled = training.distill(network, params, train_split, eval_split, metrics=[accuracy], size=SIZE,
+                                 unview=_unview, blend=_blend, **recipe)
+    return network, history, distilled
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     params, tft_output, train_split, eval_split = datasets.prepare(fn_args, _to_xy)
-    network, history = train(params, train_split, eval_split, log_dir=fn_args.model_run_dir,
-                             start=functools.partial(training.warm_start, fn_args=fn_args))
-    training.save_history(history, fn_args)
+    network, history, distilled = train(params, train_split, eval_split, log_dir=fn_args.model_run_dir,
+                                        start=functools.partial(training.warm_start, fn_args=fn_args))
+    training.save_history(history, fn_args, distilled)
     export.export_saved_model(network, tft_output, fn_args.serving_model_dir,
                                 pixel_column=spec.EMOTION_PIXELS_COLUMN, image_size=SIZE, postprocess=_postprocess,
-                                views=views.tta_views(params, SIZE), unview=_unview)
+                                views=views.served_views(params, SIZE), unview=_unview)
     training.save_network_weights(network, fn_args.serving_model_dir)  # a later run may start from it

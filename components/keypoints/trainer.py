@@ -56,7 +56,7 @@ def offset_correction(network: tf.keras.Model, params: spec.ModelParams, eval_sp
     """
     x, y = eval_split
     targets, mask = y[:, :N_OUTPUTS], y[:, N_OUTPUTS:]
-    predicted = views.predict_views(network, x, SIZE, views.tta_views(params, SIZE), _unview)
+    predicted = views.predict_views(network, x, SIZE, views.served_views(params, SIZE), _unview)
     counts = mask.sum(axis=0)
     mean_error = ((targets - predicted) * mask).sum(axis=0) / np.maximum(counts, 1.0)
     # A coordinate seen in too few eval rows keeps its prediction: its mean would be noise.
@@ -76,24 +76,39 @@ def _postprocess(normalized, image_hw, correction=None):
     return {spec.KEYPOINTS_OUTPUT: coords}
 
 
-def train(params: spec.ModelParams, train_split, eval_split, log_dir: str | None = None, start=None):
-    """Build and train the key-point network on ``(images, [targets, mask])`` arrays; the
-    pipeline's ``run_fn`` and the plain-Keras benchmark both call this."""
-    network = model_lib.build(params)
+def _blend(y, taught, weight):
+    """Distillation targets: a labelled coordinate blended with the teacher's view average; an
+    unlabelled one (most real rows lack some points) is the teacher's, and now counts."""
+    targets, mask = y[:, :N_OUTPUTS], y[:, N_OUTPUTS:]
+    blended = tf.where(mask > 0, (1.0 - weight) * targets + weight * taught, taught)
+    return tf.concat([blended, tf.ones_like(mask)], axis=-1)
+
+
+def train(params: spec.ModelParams, train_split, eval_split, log_dir: str | None = None, start=None,
+          strategy: tf.distribute.Strategy | None = None):
+    """Build and train the key-point network on ``(images, [targets, mask])`` arrays, then
+    distil its view average into it if ``params`` say so; the pipeline's ``run_fn`` and the
+    plain-Keras benchmark both call this. Returns the network, the schedule's history and
+    the distillation's (or None). ``strategy``: where it trains (default: every visible GPU,
+    ``training.distribution_strategy``)."""
+    with (strategy or training.distribution_strategy()).scope():
+        network = model_lib.build(params)
     logging.info("key-point network: %d parameters", network.count_params())
     if start is not None:  # warm start: ``start(network, params)`` loads weights, returns the schedule
         params = start(network, params)
-    history = training.fit(network, params, train_split, eval_split, loss=model_lib.masked_loss,
-                           metrics=[metrics.TrainingPixelRMSE()], monitor="val_rmse_px", mode="min",
-                           augment=augmenter(params), log_dir=log_dir)
-    return network, history
+    recipe = dict(loss=model_lib.masked_loss, monitor="val_rmse_px", mode="min", augment=augmenter(params),
+                  log_dir=log_dir)
+    history = training.fit(network, params, train_split, eval_split, metrics=[metrics.TrainingPixelRMSE], **recipe)
+    distilled = training.distill(network, params, train_split, eval_split, metrics=[metrics.TrainingPixelRMSE],
+                                 size=SIZE, unview=_unview, blend=_blend, **recipe)
+    return network, history, distilled
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     params, tft_output, train_split, eval_split = datasets.prepare(fn_args, _to_xy)
-    network, history = train(params, train_split, eval_split, log_dir=fn_args.model_run_dir,
-                             start=functools.partial(training.warm_start, fn_args=fn_args))
-    training.save_history(history, fn_args)
+    network, history, distilled = train(params, train_split, eval_split, log_dir=fn_args.model_run_dir,
+                                        start=functools.partial(training.warm_start, fn_args=fn_args))
+    training.save_history(history, fn_args, distilled)
     correction = None
     if params.calibrate_offsets:
         with callbacks.timed("offset calibration"):
@@ -108,5 +123,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     export.export_saved_model(network, tft_output, fn_args.serving_model_dir,
                                 pixel_column=spec.KEYPOINT_IMAGE_COLUMN, image_size=SIZE,
                                 postprocess=functools.partial(_postprocess, correction=correction),
-                                views=views.tta_views(params, SIZE), unview=_unview)
+                                views=views.served_views(params, SIZE), unview=_unview)
     training.save_network_weights(network, fn_args.serving_model_dir)  # a later run may start from it
