@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
 import sys
 import tempfile
 import time
@@ -35,21 +34,13 @@ from emotion_ai.pipelines import config  # noqa: E402
 config.set_runtime_environment()  # before TensorFlow: the networks are legacy Keras
 import plain_keras  # noqa: E402
 import results_io  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import served_inputs  # noqa: E402
 
 from emotion_ai.components import model_repository, spec  # noqa: E402
 from emotion_ai.components.branches import by_name  # noqa: E402
 from emotion_ai.components.common import training, views  # noqa: E402
 
 EVAL_FRACTION = 0.1
-BATCH = 256
-
-
-def _standardized(saved, branch, frame: pd.DataFrame) -> np.ndarray:
-    strings = frame[branch.image_column].tolist()
-    return np.concatenate([
-        saved.tft_layer({branch.image_column: tf.constant([[s] for s in strings[i:i + BATCH]])})[spec.IMAGE_FEATURE]
-        .numpy() for i in range(0, len(strings), BATCH)])
 
 
 def _targets(branch, frame: pd.DataFrame) -> np.ndarray:
@@ -58,12 +49,6 @@ def _targets(branch, frame: pd.DataFrame) -> np.ndarray:
         frame.to_csv(path, index=False)
         load = plain_keras.load_keypoints if branch.name == "keypoints" else plain_keras.load_emotion
         return load(path)[1]
-
-
-def _load_teacher(network: tf.keras.Model, path: str) -> None:
-    with tempfile.TemporaryDirectory() as local:  # tf-keras reads "*.weights.h5" as the Keras 3 format
-        shutil.copy(Path(path) / training.NETWORK_WEIGHTS, Path(local) / "w.h5")
-        network.load_weights(str(Path(local) / "w.h5"))
 
 
 def _score(branch, network, params, x, truth, view_set, offset) -> dict:
@@ -99,14 +84,15 @@ def main(argv=None) -> int:
     val.columns = [c.strip() for c in val.columns]
     rng = np.random.default_rng(0)
     is_eval = rng.random(len(train)) < EVAL_FRACTION
-    fit_x, eval_x, val_x = (_standardized(saved, branch, f) for f in (train[~is_eval], train[is_eval], val))
+    fit_x, eval_x, val_x = (served_inputs.standardized(saved, branch, f[branch.image_column].tolist())
+                            for f in (train[~is_eval], train[is_eval], val))
     fit_y, eval_y = _targets(branch, train[~is_eval]), _targets(branch, train[is_eval])
     truth = (val[list(spec.KEYPOINT_COLUMNS)].fillna(spec.MISSING_COORDINATE).to_numpy(np.float32)
              if branch.name == "keypoints"
              else val[spec.EMOTION_LABEL_COLUMN].to_numpy(np.int64))
     one, served = [(False, (0.0, 0.0))], views.tta_views(base, branch.image_size)
     teacher = branch.part("model").build(base)
-    _load_teacher(teacher, path)
+    training.load_network_weights(teacher, path)
     trainer = branch.part("trainer")
     one_pass = dataclasses.replace(base, distill_epochs=1)  # served_views: the network once
 
@@ -117,9 +103,7 @@ def main(argv=None) -> int:
             return 0.0
         return trainer.offset_correction(network, view_params, (eval_x, eval_y))
 
-    served_out = np.concatenate([saved.signatures["serving_pixels"](
-        pixels=tf.constant(val[branch.image_column].tolist()[i:i + BATCH]))[branch.output].numpy()
-        for i in range(0, len(val), BATCH)])
+    served_out = served_inputs.served(saved, branch, val[branch.image_column].tolist())
     served_metrics = branch.part("metrics").summarize(truth, {branch.output: served_out})
     result = {**results_io.provenance("distill.py", argv), "branch": branch.name, "model_version": version,
               "rows": {"fit": len(fit_x), "eval": len(eval_x), "val": len(val_x)},
@@ -136,7 +120,7 @@ def main(argv=None) -> int:
                                      else args.teacher_shift_px)
 
         def start(network, p):
-            _load_teacher(network, path)
+            training.load_network_weights(network, path)
             return dataclasses.replace(p, epochs=0)  # no schedule: straight to the distillation
 
         t0 = time.time()

@@ -17,9 +17,7 @@ every view set, so the sets differ only in their views.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from emotion_ai.pipelines import config  # noqa: E402
 
 config.set_runtime_environment()  # before TensorFlow: the networks are legacy Keras
 import results_io  # noqa: E402
+import served_inputs  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from emotion_ai.components import model_repository, spec  # noqa: E402
@@ -39,7 +38,6 @@ from emotion_ai.components.branches import BRANCHES  # noqa: E402
 from emotion_ai.components.common import training, views  # noqa: E402
 from emotion_ai.pipelines import evaluate  # noqa: E402
 
-BATCH = 64
 LATENCY_CALLS = 200
 
 
@@ -69,18 +67,11 @@ def measure(model_repo: Path, branch, csv: Path, params: spec.ModelParams) -> di
     version, path = model_repository.served_version(model_repo, branch.name)
     saved = model_repository.load(path)
     network = branch.part("model").build(params)
-    with tempfile.TemporaryDirectory() as local:  # as warm_start loads them: tf-keras reads "*.weights.h5"
-        shutil.copy(Path(path) / training.NETWORK_WEIGHTS, Path(local) / "w.h5")  # as the Keras 3 format
-        network.load_weights(str(Path(local) / "w.h5"))
+    training.load_network_weights(network, path)
     rows, rejected = evaluate._valid_rows(branch.name, csv)
     strings = [r[branch.staged_columns.index(branch.image_column)] for r in rows]
     truth = branch.part("formats").truth(rows)
-    images, served = [], []
-    for start in range(0, len(strings), BATCH):
-        batch = tf.constant([[s] for s in strings[start:start + BATCH]])
-        images.append(saved.tft_layer({branch.image_column: batch})[spec.IMAGE_FEATURE].numpy())
-        served.append(saved.signatures["serving_pixels"](pixels=tf.reshape(batch, [-1]))[branch.output].numpy())
-    images, served = np.concatenate(images), np.concatenate(served)
+    images, served = served_inputs.standardized(saved, branch, strings), served_inputs.served(saved, branch, strings)
     size = branch.image_size
     unview = branch.part("trainer")._unview
     offset = None
@@ -90,7 +81,7 @@ def measure(model_repo: Path, branch, csv: Path, params: spec.ModelParams) -> di
         out = views.predict_views(network, images, size, view_set, unview)
         if branch.name == "keypoints":
             from emotion_ai.components.keypoints.transform import denormalize_coordinates, normalize_coordinates
-            if offset is None:  # the served set comes last; its offset is computed from the others' view set
+            if offset is None:  # on the first set: served output minus the served views' average, once
                 served_views = views.predict_views(network, images, size, views.tta_views(params, size), unview)
                 offset = np.median(normalize_coordinates(served) - served_views, axis=0)
             out = denormalize_coordinates(out + offset)

@@ -156,6 +156,16 @@ def save_network_weights(network: tf.keras.Model, serving_model_dir: str) -> Non
         tf.io.gfile.copy(os.path.join(local, "w.h5"), target, overwrite=True)
 
 
+def load_network_weights(network: tf.keras.Model, model_dir: str) -> None:
+    """Load the weights ``save_network_weights`` left beside the SavedModel in ``model_dir``
+    into ``network`` (same architecture, else Keras raises ValueError or KeyError). Copied
+    to a local ``w.h5`` first: from any filesystem ``fileio`` reaches, and because tf-keras
+    reads a ``*.weights.h5`` name as the Keras 3 format."""
+    with tempfile.TemporaryDirectory() as local:
+        tf.io.gfile.copy(os.path.join(model_dir, NETWORK_WEIGHTS), os.path.join(local, "w.h5"))
+        network.load_weights(os.path.join(local, "w.h5"))
+
+
 def warm_start(network: tf.keras.Model, params: spec.ModelParams, fn_args: tfx.components.FnArgs
                ) -> spec.ModelParams:
     """Start ``network`` from the served model's weights when the run asks for it
@@ -167,15 +177,12 @@ def warm_start(network: tf.keras.Model, params: spec.ModelParams, fn_args: tfx.c
     warm = (fn_args.custom_config or {}).get("warm_start")
     if not warm:
         return params
-    source = os.path.join(fn_args.base_model, NETWORK_WEIGHTS) if fn_args.base_model else None
-    if not source or not tf.io.gfile.exists(source):
+    if not fn_args.base_model or not tf.io.gfile.exists(os.path.join(fn_args.base_model, NETWORK_WEIGHTS)):
         return _cold(fn_args, params, "no served model with network weights")
-    with tempfile.TemporaryDirectory() as local:
-        tf.io.gfile.copy(source, os.path.join(local, "w.h5"))
-        try:
-            network.load_weights(os.path.join(local, "w.h5"))
-        except (ValueError, KeyError) as error:  # another architecture (the profile's parameters changed)
-            return _cold(fn_args, params, f"the served network does not fit this one ({str(error)[:200]})")
+    try:
+        load_network_weights(network, fn_args.base_model)
+    except (ValueError, KeyError) as error:  # another architecture (the profile's parameters changed)
+        return _cold(fn_args, params, f"the served network does not fit this one ({str(error)[:200]})")
     warm_params = dataclasses.replace(params, epochs=int(warm["epochs"]), warmup_epochs=0,
                                       learning_rate=params.learning_rate * float(warm["learning_rate_scale"]))
     logging.info("warm start: from %s, %d epoch(s) at learning rate %.3g", fn_args.base_model, warm_params.epochs,
