@@ -91,6 +91,35 @@ def test_distillation_moves_the_one_pass_answer_onto_the_teachers_view_average()
     assert untaught > 2 * taught, (taught, untaught)
 
 
+def test_distillation_keeps_the_schedules_weights_unless_an_epoch_beats_the_schedules_best():
+    """The schedule's best eval figure is the bar: the same distillation as above (which moves
+    the weights every epoch) is kept when no bar is given or the bar is easy, and undone,
+    weights as they were, when the schedule reached an eval loss no epoch can."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, SIZE * SIZE)).astype(np.float32)
+    labels = np.eye(N_CLASSES, dtype=np.float32)[rng.integers(0, N_CLASSES, len(x))]
+    params = _params(flip_tta=True, tta_shift_px=0, augmentation=None, distill_epochs=3, distill_weight=1.0,
+                     learning_rate=0.01, distill_learning_rate_scale=1.0, batch_size=32)
+
+    class Schedule:
+        def __init__(self, val_loss):
+            self.history = {"val_loss": val_loss}
+
+    def changed(schedule) -> bool:
+        tf.keras.utils.set_random_seed(3)
+        network = tf.keras.Sequential([tf.keras.Input((SIZE * SIZE,)), tf.keras.layers.Dense(
+            N_CLASSES, activation="softmax", kernel_initializer=tf.keras.initializers.RandomNormal(stddev=0.05))])
+        before = network.get_weights()
+        training.distill(network, params, (x, labels), (x, labels), loss=tf.keras.losses.CategoricalCrossentropy(),
+                         metrics=[], monitor="val_loss", mode="min", size=SIZE, unview=emotion_trainer._unview,
+                         blend=emotion_trainer._blend, schedule=schedule)
+        return any(not np.array_equal(a, b) for a, b in zip(before, network.get_weights()))
+
+    assert changed(None)
+    assert changed(Schedule([50.0, 40.0]))  # any epoch beats a loss of 40
+    assert not changed(Schedule([5.0, 1e-6]))  # none reaches 1e-6
+
+
 def test_the_history_carries_the_distillation_epochs_after_the_schedules(tmp_path):
     class History:
         def __init__(self, curves):

@@ -21,12 +21,19 @@ def timed(what: str):
 
 class BestWeights(tf.keras.callbacks.Callback):
     """Keep the weights of the best epoch on the eval split and restore them at the end
-    (Keras' EarlyStopping only restores when it stops early)."""
+    (Keras' EarlyStopping only restores when it stops early). With ``bar`` (an eval figure
+    the weights the model starts with already reached), an epoch must beat it, or those
+    weights come back."""
 
-    def __init__(self, monitor: str, mode: str):
+    def __init__(self, monitor: str, mode: str, bar: float | None = None):
         super().__init__()
         self.monitor, self.sign = monitor, (1.0 if mode == "min" else -1.0)
+        self.bar = bar
         self.best, self.best_epoch, self.weights = math.inf, None, None
+
+    def on_train_begin(self, logs=None):
+        if self.bar is not None:
+            self.best, self.weights = self.sign * self.bar, self.model.get_weights()
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
@@ -34,8 +41,12 @@ class BestWeights(tf.keras.callbacks.Callback):
             self.best, self.best_epoch, self.weights = self.sign * value, epoch, self.model.get_weights()
 
     def on_train_end(self, logs=None):
-        if self.weights is not None:
-            self.model.set_weights(self.weights)
+        if self.weights is None:
+            return
+        self.model.set_weights(self.weights)
+        if self.best_epoch is None:
+            logging.info("no epoch beat %s %.4f: restored the weights it started with", self.monitor, self.bar)
+        else:
             logging.info("restored the weights of epoch %d (%s %.4f)", self.best_epoch + 1, self.monitor,
                          self.sign * self.best)
 

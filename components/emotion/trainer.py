@@ -83,7 +83,7 @@ def train(params: spec.ModelParams, train_split, eval_split, log_dir: str | None
     train_split, eval_split = _one_hot(train_split), _one_hot(eval_split)
     history = training.fit(network, params, train_split, eval_split, metrics=[accuracy], **recipe)
     distilled = training.distill(network, params, train_split, eval_split, metrics=[accuracy], size=SIZE,
-                                 unview=_unview, blend=_blend, **recipe)
+                                 unview=_unview, blend=_blend, schedule=history, **recipe)
     return network, history, distilled
 
 

@@ -100,7 +100,7 @@ def train(params: spec.ModelParams, train_split, eval_split, log_dir: str | None
                   log_dir=log_dir)
     history = training.fit(network, params, train_split, eval_split, metrics=[metrics.TrainingPixelRMSE], **recipe)
     distilled = training.distill(network, params, train_split, eval_split, metrics=[metrics.TrainingPixelRMSE],
-                                 size=SIZE, unview=_unview, blend=_blend, **recipe)
+                                 size=SIZE, unview=_unview, blend=_blend, schedule=history, **recipe)
     return network, history, distilled
 
 
