@@ -172,9 +172,9 @@ class ModelParams:
     # Key points: subtract the served prediction's mean error per coordinate on the eval
     # split (see components/keypoints/trainer.offset_correction).
     calibrate_offsets: bool = False
-    # Compile each training step with XLA (Keras ``jit_compile``): the whole step fused into
-    # one program instead of one kernel per op.
-    jit_compile: bool = False
+    # Key points, soft_argmax head: heatmaps at the stem's resolution (48x48 in the full
+    # profile) instead of the first stage's (24x24); see keypoints/model.py.
+    fine_heatmaps: bool = False
 
     def __post_init__(self):
         if self.head not in ("pool", "flatten", "soft_argmax"):

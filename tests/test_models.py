@@ -35,6 +35,19 @@ def test_keypoint_network_outputs_30_coordinates(head, norm):
     assert ("BatchNormalization" in kinds) == (norm == "batch")
 
 
+@pytest.mark.parametrize("fine", [False, True])
+def test_fine_heatmaps_are_read_at_the_stems_resolution(fine):
+    """The full profile's stem (stride 2, then a pool) works at 48x48 and the first stage at
+    24x24: the heatmaps, and the grid soft-argmax reads positions on, are 48x48 with
+    ``fine_heatmaps`` (2-pixel cells), else 24x24."""
+    params = dataclasses.replace(config.PROFILES["full"].params_for(by_name("keypoints")), fine_heatmaps=fine)
+    network = keypoint_model.build(params)
+    resolution = 48 if fine else 24
+    assert network.get_layer("heatmaps").output.shape[1:] == (resolution, resolution, len(spec.KEYPOINT_NAMES))
+    assert network.get_layer("coordinates").positions.shape == (resolution * resolution, 2)
+    assert network(np.zeros((1, SIZE * SIZE), np.float32)).shape == (1, len(spec.KEYPOINT_COLUMNS))
+
+
 def test_emotion_network_with_group_norm_outputs_probabilities():
     network = emotion_model.build(dataclasses.replace(TINY, norm="group"))
     probs = network(np.zeros((2, spec.EMOTION_IMAGE_SIZE ** 2), np.float32)).numpy()

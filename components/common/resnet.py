@@ -43,9 +43,14 @@ def residual_block(x: tf.Tensor, filters: int, stride: int, name: str, norm: str
 
 
 def residual_stages(inputs: tf.Tensor, params: spec.ModelParams) -> list[tf.Tensor]:
+    """Each residual stage's output, finest first (``stem_and_stages`` without the stem)."""
+    return stem_and_stages(inputs, params)[1]
+
+
+def stem_and_stages(inputs: tf.Tensor, params: spec.ModelParams) -> tuple[tf.Tensor, list[tf.Tensor]]:
     """Conv stem (optionally followed by a 3x3/2 max pool, as in ResNet), then residual
     stages (the first block of each later stage halves the resolution through a projection
-    shortcut); returns each stage's output, finest first.
+    shortcut); returns the stem's output before the pool and each stage's output, finest first.
 
     Training cost on 2 CPU cores is dominated by the convolutions at the stem's resolution;
     the stem pool quarters it (measured about 4x more images/s for the same stages).
@@ -53,7 +58,7 @@ def residual_stages(inputs: tf.Tensor, params: spec.ModelParams) -> list[tf.Tens
     x = layers.Conv2D(params.stage_filters[0], 3, strides=params.stem_stride, padding="same", use_bias=False,
                       name="stem_conv")(inputs)
     x = norm_layer("stem_bn", params.norm)(x)
-    x = layers.ReLU(name="stem_relu")(x)
+    x = stem = layers.ReLU(name="stem_relu")(x)
     if params.stem_pool:
         x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
     stages = []
@@ -62,7 +67,7 @@ def residual_stages(inputs: tf.Tensor, params: spec.ModelParams) -> list[tf.Tens
             stride = 2 if b == 0 and s > 0 else 1
             x = residual_block(x, filters, stride, name=f"stage{s + 1}_block{b + 1}", norm=params.norm)
         stages.append(x)
-    return stages
+    return stem, stages
 
 
 def image_input(size: int) -> tuple[tf.Tensor, tf.Tensor]:

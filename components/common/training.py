@@ -60,7 +60,7 @@ def fit(network: tf.keras.Model, params: spec.ModelParams, train: tuple, evaluat
         optimizer = tf.keras.optimizers.AdamW(learning_rate=schedule, weight_decay=params.weight_decay)
         metrics = [make() for make in metrics]
     optimizer.exclude_from_weight_decay(var_names=["bn", "gn", "bias", "offset"])
-    network.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=params.jit_compile)
+    network.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     callbacks = [EpochTimer(len(train[0])), BestWeights(monitor, mode, bar),
                  tf.keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=max(5, params.epochs // 3))]
     if any(isinstance(layer, tf.keras.layers.BatchNormalization) for layer in network.submodules):

@@ -61,7 +61,7 @@ def _soft_argmax_network(params: spec.ModelParams) -> tf.keras.Model:
     pooled features has to encode position in channel values; here position stays spatial.
     """
     inputs, x = resnet.image_input(spec.KEYPOINT_IMAGE_SIZE)
-    stages = resnet.residual_stages(x, params)
+    stem, stages = resnet.stem_and_stages(x, params)
     top = layers.Conv2D(HEATMAP_CHANNELS, 1, name=f"lateral{len(stages)}")(stages[-1])
     for i in range(len(stages) - 2, -1, -1):
         top = layers.UpSampling2D(2, interpolation="bilinear", name=f"up{i + 1}")(top)
@@ -72,6 +72,13 @@ def _soft_argmax_network(params: spec.ModelParams) -> tf.keras.Model:
     top = layers.ReLU(name="heatmap_relu")(top)
     if params.dropout:
         top = layers.SpatialDropout2D(params.dropout, name="heatmap_dropout")(top)
+    if params.fine_heatmaps and stem.shape[1] > top.shape[1]:
+        # Twice the resolution (48x48 with the full profile's stem): the decoded features
+        # upsampled, plus the stem's own (before its pool) through a 1x1 conv. Only 1x1
+        # convolutions at the fine resolution: a 3x3 there would cost more than all stages.
+        top = layers.UpSampling2D(stem.shape[1] // top.shape[1], interpolation="bilinear", name="up_fine")(top)
+        fine = layers.Conv2D(HEATMAP_CHANNELS, 1, name="lateral_stem")(stem)
+        top = layers.ReLU(name="fine_relu")(layers.Add(name="merge_fine")([top, fine]))
     logits = layers.Conv2D(N_POINTS, 1, name="heatmaps")(top)
     return tf.keras.Model(inputs, SoftArgmax(spec.KEYPOINT_IMAGE_SIZE, name="coordinates")(logits),
                           name="keypoint_soft_argmax")
