@@ -138,9 +138,14 @@ def test_the_history_carries_the_distillation_epochs_after_the_schedules(tmp_pat
 
 
 
-def test_each_trainer_distils_after_its_schedule_when_its_parameters_ask():
+def test_each_trainer_distils_after_its_schedule_when_its_parameters_ask(caplog):
     """The branches' ``train`` (what run_fn and the plain-Keras benchmark call): the schedule,
-    then the distillation epochs, on a tiny network and a few images."""
+    then the distillation epochs, on a tiny network and a few images; the progress lines
+    (what the console's epoch lines and ETA read) count them as one run of 3 epochs."""
+    import logging
+    import re
+
+    caplog.set_level(logging.INFO, logger="absl")
     rng = np.random.default_rng(0)
     small = dict(stage_filters=(4, 8), blocks_per_stage=1, epochs=2, batch_size=16, learning_rate=1e-3,
                  stem_stride=2, augmentation=None, flip_tta=True, warmup_epochs=0, distill_epochs=1)
@@ -148,6 +153,7 @@ def test_each_trainer_distils_after_its_schedule_when_its_parameters_ask():
     _, history, distilled = emotion_trainer.train(spec.ModelParams(**small), (x, rng.integers(0, N_CLASSES, 32)),
                                                   (x[:8], rng.integers(0, N_CLASSES, 8)))
     assert len(history.history["loss"]) == 2 and len(distilled.history["loss"]) == 1
+    assert re.findall(r"epoch (\d+/\d+) done in", caplog.text) == ["1/3", "2/3", "3/3"]
     n, size = len(spec.KEYPOINT_COLUMNS), spec.KEYPOINT_IMAGE_SIZE
     x = rng.normal(size=(32, size * size)).astype(np.float32)
     y = np.concatenate([rng.uniform(-0.5, 0.5, (32, n)), np.ones((32, n))], 1).astype(np.float32)

@@ -55,9 +55,12 @@ class EpochTimer(tf.keras.callbacks.Callback):
     """Adds ``epoch_seconds`` (training and eval) and ``images_per_second`` (training
     images / epoch seconds) to each epoch's logs, so they land in the history and MLflow."""
 
-    def __init__(self, train_images: int):
+    def __init__(self, train_images: int, count: tuple[int, int] | None = None):
         super().__init__()
         self.train_images, self.start = train_images, 0.0
+        # (epochs before this fit, epochs in all): a Trainer's schedule and distillation are
+        # two fits, numbered as one run of epochs so that progress and its ETA add up.
+        self.count = count
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()
@@ -68,7 +71,8 @@ class EpochTimer(tf.keras.callbacks.Callback):
             logs["epoch_seconds"] = seconds
             logs["images_per_second"] = self.train_images / seconds
         # The CLI's progress lines read this one (pipelines/console.py).
-        logging.info("epoch %d/%d done in %.1f s", epoch + 1, self.params.get("epochs") or 0, seconds)
+        before, total = self.count or (0, self.params.get("epochs") or 0)
+        logging.info("epoch %d/%d done in %.1f s", before + epoch + 1, total, seconds)
 
 
 class RecalibrateBatchNorm(tf.keras.callbacks.Callback):

@@ -36,7 +36,7 @@ def distribution_strategy(devices: list[str] | None = None) -> tf.distribute.Str
 
 def fit(network: tf.keras.Model, params: spec.ModelParams, train: tuple, evaluation: tuple, loss, metrics,
         monitor: str, mode: str, augment=None, class_weight=None, log_dir: str | None = None,
-        bar: float | None = None) -> tf.keras.callbacks.History:
+        bar: float | None = None, count: tuple[int, int] | None = None) -> tf.keras.callbacks.History:
     """The training recipe both branches (and the plain-Keras benchmark) share: AdamW with
     decoupled weight decay (not on BatchNorm or biases), linear warm-up then cosine decay to
     zero, BatchNorm statistics re-estimated on clean images before each eval, early
@@ -45,7 +45,8 @@ def fit(network: tf.keras.Model, params: spec.ModelParams, train: tuple, evaluat
     (classes or partials): metrics, like the optimizer, are created in the network's
     distribution strategy scope, which Keras requires with ``MirroredStrategy``. ``bar``: an
     eval figure the network's current weights already reach; an epoch must beat it to
-    replace them (``distill``)."""
+    replace them (``distill``). ``count``: (epochs before, epochs in all) for the progress
+    lines; by default the schedule's epochs and the distillation's to come."""
     if params.epochs <= 0:  # nothing scheduled (a start hook may ask for none: straight to distillation)
         history = tf.keras.callbacks.History()
         history.history = {}
@@ -61,7 +62,8 @@ def fit(network: tf.keras.Model, params: spec.ModelParams, train: tuple, evaluat
         metrics = [make() for make in metrics]
     optimizer.exclude_from_weight_decay(var_names=["bn", "gn", "bias", "offset"])
     network.compile(optimizer=optimizer, loss=loss, metrics=metrics)
-    callbacks = [EpochTimer(len(train[0])), BestWeights(monitor, mode, bar),
+    callbacks = [EpochTimer(len(train[0]), count or (0, params.epochs + params.distill_epochs)),
+                 BestWeights(monitor, mode, bar),
                  tf.keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=max(5, params.epochs // 3))]
     if any(isinstance(layer, tf.keras.layers.BatchNormalization) for layer in network.submodules):
         # GroupNorm networks have no moving statistics to re-estimate
@@ -124,12 +126,13 @@ def distill(network: tf.keras.Model, params: spec.ModelParams, train: tuple, eva
     short = dataclasses.replace(params, epochs=params.distill_epochs, warmup_epochs=0,
                                 learning_rate=params.learning_rate * params.distill_learning_rate_scale)
     scheduled = (schedule.history.get(monitor) if schedule is not None else None) or None
+    before = len(schedule.history.get("loss", [])) if schedule is not None else 0
     bar = (min(scheduled) if mode == "min" else max(scheduled)) if scheduled else None
     logging.info("distilling %d view(s) into one pass: %d epoch(s) at learning rate %.3g, teacher weight %.2f",
                  len(taught.teacher_views), short.epochs, short.learning_rate, params.distill_weight)
     with timed("distillation"):
         return fit(taught, short, train, evaluation, loss, metrics, monitor, mode, augment=augment,
-                   class_weight=class_weight, log_dir=log_dir, bar=bar)
+                   class_weight=class_weight, log_dir=log_dir, bar=bar, count=(before, before + short.epochs))
 
 
 def save_history(history: tf.keras.callbacks.History, fn_args: tfx.components.FnArgs,
