@@ -175,12 +175,16 @@ class ModelParams:
     # Key points, soft_argmax head: heatmaps at the stem's resolution (48x48 in the full
     # profile) instead of the first stage's (24x24); see keypoints/model.py.
     fine_heatmaps: bool = False
+    # Key points: the pointwise training loss, "huber" or "wing" (keypoints/model.py).
+    keypoint_loss: str = "huber"
 
     def __post_init__(self):
         if self.head not in ("pool", "flatten", "soft_argmax"):
             raise ValueError(f"ModelParams.head must be pool, flatten or soft_argmax, not {self.head!r}")
         if self.norm not in ("batch", "group"):
             raise ValueError(f"ModelParams.norm must be batch or group, not {self.norm!r}")
+        if self.keypoint_loss not in ("huber", "wing"):
+            raise ValueError(f"ModelParams.keypoint_loss must be huber or wing, not {self.keypoint_loss!r}")
 
     def to_dict(self) -> dict:
         """JSON-friendly values (the Trainer's ``custom_config``)."""

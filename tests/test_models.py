@@ -23,6 +23,28 @@ TINY = spec.ModelParams(stage_filters=(8, 16), blocks_per_stage=1, epochs=1, bat
                           learning_rate=3e-3, stem_stride=2)
 
 
+def test_wing_loss_keeps_a_gradient_at_small_errors_and_skips_missing_points():
+    """Wing: about zero at zero, continuous where it turns linear, steeper than Huber for
+    a 1-pixel error (why it is tried), and, like Huber, blind to missing coordinates."""
+    n = len(spec.KEYPOINT_COLUMNS)
+    pixel = 1.0 / (SIZE / 2)  # one pixel in the targets' units
+
+    def loss(kind, error, mask=1.0):
+        y_true = tf.constant([[0.0] * n + [mask] * n])
+        y_pred = tf.Variable([[error] * n])
+        with tf.GradientTape() as tape:
+            value = keypoint_model.loss_for(dataclasses.replace(TINY, keypoint_loss=kind))(y_true, y_pred)
+        return float(value[0]), float(tape.gradient(value, y_pred)[0, 0])
+
+    assert loss("wing", 0.0)[0] == pytest.approx(0.0, abs=1e-9)
+    width = keypoint_model.WING_WIDTH
+    assert loss("wing", width - 1e-6)[0] == pytest.approx(loss("wing", width + 1e-6)[0], abs=1e-5)
+    assert loss("wing", pixel)[1] > 5 * loss("huber", pixel)[1] > 0
+    assert loss("wing", 0.3, mask=0.0) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="keypoint_loss"):
+        dataclasses.replace(TINY, keypoint_loss="l2")
+
+
 @pytest.mark.parametrize("head", ["pool", "flatten", "soft_argmax"])
 @pytest.mark.parametrize("norm", ["batch", "group"])
 def test_keypoint_network_outputs_30_coordinates(head, norm):

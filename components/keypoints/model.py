@@ -84,12 +84,41 @@ def _soft_argmax_network(params: spec.ModelParams) -> tf.keras.Model:
                           name="keypoint_soft_argmax")
 
 
-def masked_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-    """Huber loss over the known coordinates only.
+# Wing loss (Feng et al., CVPR 2018) in the targets' units (1 = half the image, 48 px): log-
+# shaped below WING_WIDTH so that errors of a pixel or two keep a strong gradient (Huber's
+# vanishes there), linear beyond. 10 px and 2 px are the paper's values for faces this size.
+WING_WIDTH = 10.0 / (spec.KEYPOINT_IMAGE_SIZE / 2)
+WING_CURVATURE = 2.0 / (spec.KEYPOINT_IMAGE_SIZE / 2)
+HUBER_DELTA = 0.05  # 2.4 px
+
+
+def _wing(error: tf.Tensor) -> tf.Tensor:
+    size = tf.abs(error)
+    linear_offset = WING_WIDTH - WING_WIDTH * np.log1p(WING_WIDTH / WING_CURVATURE)
+    return tf.where(size < WING_WIDTH, WING_WIDTH * tf.math.log1p(size / WING_CURVATURE), size - linear_offset)
+
+
+def _huber(error: tf.Tensor) -> tf.Tensor:
+    return tf.keras.losses.huber(tf.zeros_like(error)[..., None], error[..., None], delta=HUBER_DELTA)
+
+
+POINTWISE_LOSSES = {"huber": _huber, "wing": _wing}
+
+
+def masked_loss(y_true: tf.Tensor, y_pred: tf.Tensor, kind: str = "huber") -> tf.Tensor:
+    """``kind`` (Huber or wing, ``POINTWISE_LOSSES``) over the known coordinates only.
 
     ``y_true`` is ``[targets(30), mask(30)]``: a missing key point contributes nothing,
     so rows with partial labels still teach the points they do have.
     """
     target, mask = y_true[:, :N_OUTPUTS], y_true[:, N_OUTPUTS:]
-    err = tf.keras.losses.huber(target[..., None], y_pred[..., None], delta=0.05)
+    err = POINTWISE_LOSSES[kind](y_pred - target)
     return tf.reduce_sum(err * mask, axis=-1) / tf.maximum(tf.reduce_sum(mask, axis=-1), 1.0)
+
+
+def loss_for(params: spec.ModelParams):
+    """The training loss ``params.keypoint_loss`` names, as a Keras loss function."""
+    def loss(y_true, y_pred):
+        return masked_loss(y_true, y_pred, params.keypoint_loss)
+    loss.__name__ = f"masked_{params.keypoint_loss}"
+    return loss

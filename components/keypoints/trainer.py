@@ -96,7 +96,7 @@ def train(params: spec.ModelParams, train_split, eval_split, log_dir: str | None
     logging.info("key-point network: %d parameters", network.count_params())
     if start is not None:  # warm start: ``start(network, params)`` loads weights, returns the schedule
         params = start(network, params)
-    recipe = dict(loss=model_lib.masked_loss, monitor="val_rmse_px", mode="min", augment=augmenter(params),
+    recipe = dict(loss=model_lib.loss_for(params), monitor="val_rmse_px", mode="min", augment=augmenter(params),
                   log_dir=log_dir)
     history = training.fit(network, params, train_split, eval_split, metrics=[metrics.TrainingPixelRMSE], **recipe)
     distilled = training.distill(network, params, train_split, eval_split, metrics=[metrics.TrainingPixelRMSE],
