@@ -97,7 +97,8 @@ def main(argv=None) -> int:
                "eval_curve": [round(float(v), 4) for v in curve]}
         result["variants"].append(row)
         print({k: v for k, v in row.items() if k != "eval_curve"}, flush=True)
-    results_io.write(args.out, "keypoint_variants", result, markdown)
+        # after each variant: a run cut off later keeps the variants it finished
+        results_io.write(args.out, "keypoint_variants", result, markdown)
     return 0
 
 
