@@ -156,6 +156,9 @@ class ModelParams:
     warmup_epochs: int = 1  # linear learning-rate warm-up, then cosine decay to 0 over the epochs
     weight_decay: float = 1e-4  # AdamW, decoupled
     label_smoothing: float = 0.0  # expressions only
+    # Expressions: each class's loss weight is its inverse frequency raised to this power
+    # (1: every class weighs as much in total, 0: no weighting); components/emotion/trainer.py.
+    class_weight_power: float = 1.0
     # Test-time augmentation in the served graph: the mean over the image and its mirror
     # (flip_tta), each also shifted by +-tta_shift_px pixels on a 3x3 grid (0: not shifted).
     # With distill_epochs these are the teacher's views and the served graph runs once.
@@ -185,6 +188,8 @@ class ModelParams:
             raise ValueError(f"ModelParams.norm must be batch or group, not {self.norm!r}")
         if self.keypoint_loss not in ("huber", "wing"):
             raise ValueError(f"ModelParams.keypoint_loss must be huber or wing, not {self.keypoint_loss!r}")
+        if self.class_weight_power < 0:
+            raise ValueError(f"ModelParams.class_weight_power must be >= 0, not {self.class_weight_power!r}")
 
     def to_dict(self) -> dict:
         """JSON-friendly values (the Trainer's ``custom_config``)."""

@@ -13,6 +13,7 @@ from emotion_ai.components import spec
 from emotion_ai.components.branches import by_name
 from emotion_ai.components.common import training
 from emotion_ai.components.emotion import model as emotion_model
+from emotion_ai.components.emotion import trainer as emotion_trainer
 from emotion_ai.components.keypoints import metrics as keypoint_metrics
 from emotion_ai.components.keypoints import model as keypoint_model
 from emotion_ai.components.keypoints.transform import normalize_coordinates
@@ -43,6 +44,28 @@ def test_wing_loss_keeps_a_gradient_at_small_errors_and_skips_missing_points():
     assert loss("wing", 0.3, mask=0.0) == (0.0, 0.0)
     with pytest.raises(ValueError, match="keypoint_loss"):
         dataclasses.replace(TINY, keypoint_loss="l2")
+
+
+def test_class_weight_power_moves_between_balanced_and_unweighted():
+    """Power 1: every class weighs as much in total; 0: every row weighs 1; in between the
+    rare class still weighs more per row, less than balanced. The mean weight over the rows
+    stays 1 so the loss (and the learning rate that suits it) keeps its size."""
+    labels = np.repeat(np.arange(len(spec.EMOTION_CLASSES)), [40, 4, 50, 90, 30])
+    counts = np.bincount(labels)
+
+    def weights(power):
+        found = emotion_trainer.class_weights(labels, power)
+        w = np.array([found[i] for i in range(len(counts))])
+        assert np.dot(counts, w) / len(labels) == pytest.approx(1.0)
+        return w
+
+    balanced, tempered, none = weights(1.0), weights(0.5), weights(0.0)
+    np.testing.assert_allclose(counts * balanced, len(labels) / len(counts))
+    np.testing.assert_allclose(none, 1.0)
+    assert balanced[1] > tempered[1] > none[1] == pytest.approx(1.0)  # rare Disgust
+    assert balanced[3] < tempered[3] < 1.0  # common Happy
+    with pytest.raises(ValueError, match="class_weight_power"):
+        dataclasses.replace(TINY, class_weight_power=-0.5)
 
 
 @pytest.mark.parametrize("head", ["pool", "flatten", "soft_argmax"])

@@ -35,10 +35,14 @@ def _one_hot(split):
     return x, np.eye(N_CLASSES, dtype=np.float32)[labels]
 
 
-def class_weights(labels: np.ndarray) -> dict[int, float]:
-    """Inverse-frequency weights (mean 1 over the data), so rare Disgust is not ignored."""
+def class_weights(labels: np.ndarray, power: float = 1.0) -> dict[int, float]:
+    """Inverse-frequency weights raised to ``power``, scaled so that the mean weight over the
+    rows is 1 (the loss keeps its size): with 1 every class weighs as much in total, so rare
+    Disgust is not ignored; below 1 the common classes keep more of their weight, which buys
+    precision on the rare ones at some of their recall."""
     counts = np.bincount(labels, minlength=N_CLASSES).astype(float)
-    weights = len(labels) / (N_CLASSES * np.maximum(counts, 1.0))
+    weights = (len(labels) / (N_CLASSES * np.maximum(counts, 1.0))) ** power
+    weights *= len(labels) / float(np.dot(counts, weights))
     return {i: float(w) for i, w in enumerate(weights)}
 
 
@@ -69,7 +73,7 @@ def train(params: spec.ModelParams, train_split, eval_split, log_dir: str | None
     plain-Keras benchmark both call this. Returns the network, the schedule's history and
     the distillation's (or None). ``strategy``: where it trains (default: every visible GPU,
     ``training.distribution_strategy``)."""
-    weights = class_weights(train_split[1])
+    weights = class_weights(train_split[1], params.class_weight_power)
     logging.info("emotion class counts %s, weights %s",
                  np.bincount(train_split[1], minlength=N_CLASSES).tolist(), weights)
     with (strategy or training.distribution_strategy()).scope():
