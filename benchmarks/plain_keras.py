@@ -82,6 +82,33 @@ def train(kind: str, train_csv: Path, eval_csv: Path, params: spec.ModelParams) 
             "history": {k: [round(float(v), 4) for v in vs] for k, vs in history.history.items()}}
 
 
+def parse_overrides(items) -> dict:
+    """``["head=soft_argmax", "epochs=3", "augmentation.max_shift=0.1"]`` -> a dict of
+    ModelParams overrides; each value is a Python literal (``true``/``false`` as booleans),
+    else a bare string."""
+    found = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        value = {"true": "True", "false": "False"}.get(value.lower(), value)
+        try:
+            found[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            found[name] = value  # a bare word is a string: head=soft_argmax
+    return found
+
+
+def with_overrides(params: spec.ModelParams, overrides: dict) -> spec.ModelParams:
+    """``params`` with ``overrides`` applied; ``augmentation.FIELD`` changes one field of the
+    augmentation (starting from the defaults if the profile has none)."""
+    for name, value in overrides.items():
+        if name.startswith("augmentation."):
+            value = dataclasses.replace(params.augmentation or spec.Augmentation(),
+                                        **{name.partition(".")[2]: value})
+            name = "augmentation"
+        params = dataclasses.replace(params, **{name: value})
+    return params
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("kind", choices=["keypoints", "emotion"])
@@ -97,18 +124,7 @@ def main(argv=None) -> int:
     params = config.PROFILES[args.profile].params_for(by_name(args.kind))
     if args.epochs:
         params = dataclasses.replace(params, epochs=args.epochs)
-    for item in args.param:
-        name, _, value = item.partition("=")
-        value = {"true": "True", "false": "False"}.get(value.lower(), value)
-        try:
-            value = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            pass  # a bare word is a string: --param head=soft_argmax
-        if name.startswith("augmentation."):  # --param augmentation.max_shift=0.1
-            value = dataclasses.replace(params.augmentation or spec.Augmentation(),
-                                        **{name.partition(".")[2]: value})
-            name = "augmentation"
-        params = dataclasses.replace(params, **{name: value})
+    params = with_overrides(params, parse_overrides(args.param))
     print(params)
     result = train(args.kind, args.train_csv, args.eval_csv, params)
     history = result.pop("history")

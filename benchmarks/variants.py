@@ -20,8 +20,6 @@ Writes ``benchmarks/results/<branch>_variants.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import ast
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -51,15 +49,8 @@ TITLES = {KEYPOINTS.name: "Key-point", EMOTION.name: "Expression"}
 
 
 def _overrides(text: str) -> dict:
-    """``a=1,b=True`` -> ``{"a": 1, "b": True}`` (Python literals, else bare strings)."""
-    found = {}
-    for item in filter(None, text.split(",")):
-        name, _, value = item.partition("=")
-        try:
-            found[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            found[name] = value
-    return found
+    """``a=1,b=True`` -> ``{"a": 1, "b": True}``, parsed as plain_keras.py's ``--param``."""
+    return plain_keras.parse_overrides(filter(None, text.split(",")))
 
 
 def _keypoints(network, params, splits, history, distilled) -> dict:
@@ -109,8 +100,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     load, trainer, score, eval_metric = BRANCHES[args.branch]
-    base = dataclasses.replace(config.PROFILES[args.profile].params_for(by_name(args.branch)),
-                               **_overrides(",".join(args.param)))
+    base = plain_keras.with_overrides(config.PROFILES[args.profile].params_for(by_name(args.branch)),
+                                      plain_keras.parse_overrides(args.param))
 
     x, y = load(args.train_csv)
     val_x, val_y = load(args.val_csv)
@@ -121,10 +112,10 @@ def main(argv=None) -> int:
     result = {**results_io.provenance("variants.py", argv), "branch": args.branch, "profile": args.profile,
               "eval_metric": eval_metric,
               "rows": {"fit": int(len(fit_x)), "eval": int(len(eval_x)), "val": int(len(val_x))},
-              "common": _overrides(",".join(args.param)), "variants": []}
+              "common": plain_keras.parse_overrides(args.param), "variants": []}
     for variant in args.variant:
         name, _, changes = variant.partition("=")
-        params = dataclasses.replace(base, **_overrides(changes))
+        params = plain_keras.with_overrides(base, _overrides(changes))
         t0 = time.time()
         network, history, distilled = trainer.train(params, splits[0], splits[1])
         seconds = time.time() - t0

@@ -35,14 +35,15 @@ def _one_hot(split):
     return x, np.eye(N_CLASSES, dtype=np.float32)[labels]
 
 
-def class_weights(labels: np.ndarray, power: float = 1.0) -> dict[int, float]:
-    """Inverse-frequency weights raised to ``power``, scaled so that the mean weight over the
-    rows is 1 (the loss keeps its size): with 1 every class weighs as much in total, so rare
+def class_weights(counts: np.ndarray, power: float = 1.0) -> dict[int, float]:
+    """Per-class weights from the training rows' class ``counts``: inverse frequency raised
+    to ``power``, scaled so that the mean weight over the rows is 1 (the loss keeps its size): with 1 every class weighs as much in total, so rare
     Disgust is not ignored; below 1 the common classes keep more of their weight, which buys
     precision on the rare ones at some of their recall."""
-    counts = np.bincount(labels, minlength=N_CLASSES).astype(float)
-    weights = (len(labels) / (N_CLASSES * np.maximum(counts, 1.0))) ** power
-    weights *= len(labels) / float(np.dot(counts, weights))
+    counts = np.asarray(counts, dtype=float)
+    rows = counts.sum()
+    weights = (rows / (len(counts) * np.maximum(counts, 1.0))) ** power
+    weights *= rows / float(np.dot(counts, weights))
     return {i: float(w) for i, w in enumerate(weights)}
 
 
@@ -73,9 +74,9 @@ def train(params: spec.ModelParams, train_split, eval_split, log_dir: str | None
     plain-Keras benchmark both call this. Returns the network, the schedule's history and
     the distillation's (or None). ``strategy``: where it trains (default: every visible GPU,
     ``training.distribution_strategy``)."""
-    weights = class_weights(train_split[1], params.class_weight_power)
-    logging.info("emotion class counts %s, weights %s",
-                 np.bincount(train_split[1], minlength=N_CLASSES).tolist(), weights)
+    counts = np.bincount(train_split[1], minlength=N_CLASSES)
+    weights = class_weights(counts, params.class_weight_power)
+    logging.info("emotion class counts %s, weights %s", counts.tolist(), weights)
     with (strategy or training.distribution_strategy()).scope():
         network = model_lib.build(params)
     logging.info("expression network: %d parameters", network.count_params())
