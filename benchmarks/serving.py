@@ -14,8 +14,6 @@ import argparse
 import base64
 import io
 import json
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -27,6 +25,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import local_server  # noqa: E402
 import results_io  # noqa: E402
 
 from emotion_ai.components import spec  # noqa: E402
@@ -95,24 +94,6 @@ def _concurrent(make_call, seconds: float, clients: int) -> tuple[list[float], f
     return latencies, time.perf_counter() - start
 
 
-def _start_server(repo: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen([str(Path(sys.executable).parent / "emotion-ai"), "serve", "--model-repo", str(repo),
-                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if requests.get(f"{url}/v1/models/emotion", timeout=1).ok:
-                return process, url
-        except requests.RequestException:
-            time.sleep(0.5)
-    process.kill()
-    raise RuntimeError("the server did not come up")
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-repo", type=Path, default=config.MODEL_REPO)
@@ -123,7 +104,7 @@ def main(argv=None) -> int:
     images = _faces(32)
     bodies = {n: json.dumps({"instances": [{"b64": base64.b64encode(i).decode()} for i in images[:n]]})
               for n in (1, 32)}
-    process, url = _start_server(args.model_repo)
+    process, url = local_server.start(args.model_repo)
     results = []
     try:
         for model_name in ("keypoints", "emotion"):

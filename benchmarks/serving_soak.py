@@ -32,7 +32,6 @@ import json
 import math
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,6 +44,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import local_server  # noqa: E402
 import results_io  # noqa: E402
 
 from emotion_ai.components import model_repository, spec  # noqa: E402
@@ -53,7 +53,7 @@ from emotion_ai.pipelines import config  # noqa: E402
 config.set_runtime_environment()
 from emotion_ai.data import generator  # noqa: E402
 
-MODELS = ("keypoints", "emotion")
+MODELS = local_server.MODELS
 SLOW_COPY_SECONDS = 10.0
 TARGET_RSS_GROWTH_MB = 500  # a model version loaded at a time per model; the swaps may add a loaded copy each
 
@@ -83,27 +83,6 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return math.nan
-
-
-def _start_server(repo: Path) -> tuple[subprocess.Popen, str, Path]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = repo.parent / "serve.log"
-    process = subprocess.Popen([str(Path(sys.executable).parent / "emotion-ai"), "serve", "--model-repo", str(repo),
-                                "--port", str(port), "--poll-seconds", "0.5"],
-                               stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            if all(requests.get(f"{url}/v1/models/{m}", timeout=1).ok for m in MODELS):
-                return process, url, log
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    process.kill()
-    raise RuntimeError(f"the server did not come up; see {log}")
 
 
 def _scratch_repo(source: Path, scratch: Path) -> dict[str, int]:
@@ -271,7 +250,8 @@ def main(argv=None) -> int:
         repo = Path(scratch_dir) / "model_repository"
         newest = _scratch_repo(args.model_repo, repo)
         swap, corrupt, slow = newest["keypoints"] + 1, newest["emotion"] + 1, newest["keypoints"] + 2
-        process, url, log = _start_server(repo)
+        log = repo.parent / "serve.log"
+        process, url = local_server.start(repo, log=log, extra_args=("--poll-seconds", "0.5"))
         try:
             load = Load(url, args.clients)
             load.start()
