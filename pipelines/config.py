@@ -138,8 +138,9 @@ PROFILES = {
     # Real training: sized for the real datasets on a 2-core machine (45 minutes in all, issue 19):
     # short schedules, then each network distils its own mirror average, so that the served graph
     # runs it once (benchmarks/results/views.md, distill_*.md, quality.md).
-    # The stem pool keeps the convolutions cheap enough for many epochs (key points: about
-    # 300 images/s; expressions about 250); warm-up + cosine decay, best eval epoch kept.
+    # The stem pool keeps the convolutions cheap enough for many epochs (inside the Trainer at
+    # cc1e023, quality.md: key points 112 training images/s, expressions 230; this machine has
+    # also run 2-3x slower than that on some days); warm-up + cosine decay, best eval epoch kept.
     "full": Profile(
         name="full",
         sample_keypoint_rows=2000,
