@@ -11,7 +11,10 @@ from pathlib import Path
 
 import requests
 
-MODELS = ("keypoints", "emotion")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from emotion_ai.components.branches import BRANCHES  # noqa: E402
+
+MODELS = tuple(branch.name for branch in BRANCHES)  # the served models: one per branch
 
 
 def start(repo: Path, log: Path | None = None, extra_args: tuple[str, ...] = (),

@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     process, url = local_server.start(args.model_repo)
     results = []
     try:
-        for model_name in ("keypoints", "emotion"):
+        for model_name in local_server.MODELS:
             model = ServedModel(args.model_repo, model_name)
             for n in (1, 32):
                 row = {"model": model_name, "version": model.version, "batch": n}

@@ -37,9 +37,10 @@ def _one_hot(split):
 
 def class_weights(counts: np.ndarray, power: float = 1.0) -> dict[int, float]:
     """Per-class weights from the training rows' class ``counts``: inverse frequency raised
-    to ``power``, scaled so that the mean weight over the rows is 1 (the loss keeps its size): with 1 every class weighs as much in total, so rare
-    Disgust is not ignored; below 1 the common classes keep more of their weight, which buys
-    precision on the rare ones at some of their recall."""
+    to ``power``, scaled so that the mean weight over the rows is 1 (the loss keeps its
+    size): with 1 every class weighs as much in total, so rare Disgust is not ignored;
+    below 1 the common classes keep more of their weight, which buys precision on the rare
+    ones at some of their recall."""
     counts = np.asarray(counts, dtype=float)
     rows = counts.sum()
     weights = (rows / (len(counts) * np.maximum(counts, 1.0))) ** power
