@@ -136,8 +136,11 @@ PROFILES = {
         sample_emotion_rows=250,
     ),
     # Real training: sized for the real datasets on a 2-core machine (45 minutes in all, issue 19):
-    # short schedules, then each network distils its own mirror average, so that the served graph
-    # runs it once (benchmarks/results/views.md, distill_*.md, quality.md).
+    # short schedules, and the served graph runs each network once (flip_tta=False). No
+    # distillation of the mirror average: in the whole profile at da3bb42 (quality.md) neither
+    # branch's 4-5 distilling epochs beat its schedule's best epoch (key points 1.552 vs 1.524 px,
+    # expressions 0.780 vs 0.784 on the eval rows), so both were dropped after costing 20 % of
+    # the run; at cc1e023 the expressions' gained 0.005 (views.md, distill_*.md).
     # The stem pool keeps the convolutions cheap enough for many epochs (inside the Trainer at
     # cc1e023, quality.md: key points 112 training images/s, expressions 230; this machine has
     # also run 2-3x slower than that on some days); warm-up + cosine decay, best eval epoch kept.
@@ -153,18 +156,17 @@ PROFILES = {
             KEYPOINTS.name: ModelParams(
                 stage_filters=(32, 64, 128, 256), blocks_per_stage=2, epochs=32, batch_size=32, learning_rate=1e-3,
                 dropout=0.1, stem_stride=2, stem_pool=True, head="soft_argmax", norm="group", warmup_epochs=3,
-                weight_decay=0.05, calibrate_offsets=True, distill_epochs=5),
+                weight_decay=0.05, calibrate_offsets=True, flip_tta=False),
             # Expressions overfit without regularization: AdamW's decay is scaled by the learning
             # rate (1e-4 is none at all), hence decay 0.05, random erasing and label smoothing;
-            # more than 45 epochs did not help. The teacher's views are the mirror alone: the 16
-            # shifted views bought 0.005 macro-F1 and no accuracy for 3x the time (views.md).
+            # more than 45 epochs did not help.
             # Class weights tempered (power 0.5): balanced ones weigh a Disgust row 17x a Happy
             # one and buy Disgust recall with everyone's precision (emotion_variants.md; whole
             # profile 0.758 / 0.713 -> 0.785 / 0.749 accuracy / macro-F1, quality.md at da3bb42).
             EMOTION.name: ModelParams(
                 stage_filters=(32, 64, 128, 256), blocks_per_stage=2, epochs=20, batch_size=64, learning_rate=2e-3,
                 dropout=0.3, stem_pool=True, warmup_epochs=2, label_smoothing=0.1, weight_decay=0.05,
-                augmentation=Augmentation(erase_probability=0.25), tta_shift_px=0, distill_epochs=4,
+                augmentation=Augmentation(erase_probability=0.25), flip_tta=False,
                 class_weight_power=0.5),
         },
         gates={

@@ -28,3 +28,14 @@ def test_only_the_production_profile_uses_the_default_repository():
     for name, profile in config.PROFILES.items():
         if not profile.production:
             assert config.model_repo_for(profile).name == f"{config.MODEL_REPO.name}-{name}"
+
+
+def test_the_production_profile_serves_each_network_in_one_pass():
+    # Issue 19: each served graph runs its network once per image (latency, batch throughput).
+    from emotion_ai.components.common import views
+    from emotion_ai.components.branches import EMOTION, KEYPOINTS
+
+    full = config.PROFILES["full"]
+    for branch in (KEYPOINTS, EMOTION):
+        params = full.params[branch.name]
+        assert views.served_views(params, branch.image_size) == [(False, (0.0, 0.0))], branch.name
