@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import shutil
 
+from emotion_ai.components.branches import BRANCHES
+from emotion_ai.components.common import views
 from emotion_ai.pipelines import config
 
 
@@ -32,10 +34,8 @@ def test_only_the_production_profile_uses_the_default_repository():
 
 def test_the_production_profile_serves_each_network_in_one_pass():
     # Issue 19: each served graph runs its network once per image (latency, batch throughput).
-    from emotion_ai.components.common import views
-    from emotion_ai.components.branches import EMOTION, KEYPOINTS
-
     full = config.PROFILES["full"]
-    for branch in (KEYPOINTS, EMOTION):
+    assert BRANCHES
+    for branch in BRANCHES:
         params = full.params[branch.name]
         assert views.served_views(params, branch.image_size) == [(False, (0.0, 0.0))], branch.name
