@@ -17,13 +17,15 @@ PLATFORM  := $(shell uname -m)-manylinux_2_39
 PYTHON311 ?= $(shell for p in python3.11 $$HOME/.pyenv/versions/3.11*/bin/python3.11 /usr/local/bin/python3.11 /usr/bin/python3.11; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys, venv, ensurepip; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null && { command -v $$p; break; }; done)
 
-.PHONY: help setup run test lint browser lock clean distclean
+.PHONY: help setup run test lint browser lock clean distclean image image-gpu kubeflow-e2e
 
 help:
 	@echo "make run    set up .venv and run the whole pipeline (PROFILE=$(PROFILE)) on data/ (sample data generated if empty)"
 	@echo "make test   set up .venv and run the test suite"
 	@echo "make lint   ruff (configured in pyproject.toml)"
 	@echo "make lock   re-resolve constraints.txt from requirements.in"
+	@echo "make image  build the Kubeflow image (kubeflow/Dockerfile) in a Docker engine of its own"
+	@echo "make kubeflow-e2e  run the compiled Kubeflow spec task by task in fresh containers of that image"
 
 setup: $(VENV)/.installed
 
@@ -55,6 +57,19 @@ browser:
 	    echo "installing Debian's chromium for the report test"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "warning: chromium is missing and cannot be installed here (not root / no apt-get); the report test will fail and say so" >&2; fi; }
+
+# The Kubeflow image: starts its own Docker engine and makes the Debian base image when no
+# registry answers (kubeflow/container/). IMAGE_VARIANT=gpu: TensorFlow with CUDA libraries.
+IMAGE_VARIANT ?= cpu
+image:
+	kubeflow/container/build.sh $(IMAGE_VARIANT)
+
+image-gpu:
+	kubeflow/container/build.sh gpu
+
+# The compiled spec, every task in a fresh container of the image, as open-source KFP runs it.
+kubeflow-e2e: setup image
+	$(PY) -m emotion_ai.kubeflow.container_e2e --image "$$(cat kubeflow/container/.last-image)"
 
 lock:
 	$(UV) pip compile requirements.in --python-version 3.11 --python-platform $(PLATFORM) -o constraints.txt
