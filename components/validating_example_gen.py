@@ -26,6 +26,7 @@ in the custom config, so a changed file anywhere re-runs the branch.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 
@@ -34,6 +35,7 @@ from google.protobuf import any_pb2, json_format, struct_pb2
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
 from tfx.dsl.components.base import executor_spec
+from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
@@ -41,6 +43,9 @@ from tfx.utils import proto_utils
 from emotion_ai.components import csv_rows, spans, spec
 
 STAGED_FILE = "staged.csv"
+# The input parameter a Kubeflow spec adds (``kubeflow/runner.py``): the fingerprint of the
+# data, taken by an uncached task before this one, so that KFP's cache key changes with it.
+DATA_FINGERPRINT = "data_fingerprint"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +87,27 @@ def branch_files(branch: str, source_base: str, files: list[str]) -> tuple[list[
     return ours, others
 
 
+def fingerprint(paths) -> str:
+    """What the files hold, not where or when: each path (relative to their common folder)
+    and its bytes, read through ``fileio`` (local paths and ``gs://`` alike). The data's part
+    of a cache key: a changed file changes it, a copy of the same files does not."""
+    paths = sorted(os.fspath(p) for p in paths)
+    common = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else ""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"{os.path.relpath(path, common)}\n".encode())
+        with fileio.open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def branch_fingerprint(branch: str, base: str, files=()) -> str:
+    """The ``fingerprint`` of the CSVs this branch's ExampleGen would read under ``base``."""
+    ours, _ = branch_files(branch, base, list(files))
+    return fingerprint(ours)
+
+
 class Executor(csv_executor.Executor):
     """Check every row, then TFX's CSV ExampleGen on the good ones."""
 
@@ -94,6 +120,7 @@ class Executor(csv_executor.Executor):
             raise csv_rows.InputDataError(f"no {branch} CSV in {base}"
                                           + (f" (only other formats: {', '.join(others)})" if others else ""))
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        read = fingerprint(ours)  # every file of the branch, the older spans too, as branch_fingerprint
         try:
             kept, left_out = spans.window(spans.group(base, ours), int(custom.get("span_window") or 1))
         except spans.SpanError as error:
@@ -123,6 +150,14 @@ class Executor(csv_executor.Executor):
              "rows_rejected": sum(result.per_source[f][1] for f in span.files)} for span in kept]))
         examples.set_string_custom_property("spans_left_out", json.dumps([span.name for span in left_out]))
         examples.span = kept[-1].number
+        # What was read, as a cache key sees it; a Kubeflow run passes the fingerprint its
+        # DataFingerprint task took (the key this task was cached under), which differs only
+        # when the files changed between the two tasks.
+        examples.set_string_custom_property("data_fingerprint", read)
+        given = exec_properties.get(DATA_FINGERPRINT)
+        if given and given != read:
+            logging.warning("%s: the data changed since the run began (fingerprint %s, now %s); this run "
+                            "read the newer files", branch, given, read)
 
 
 def ValidatingCsvExampleGen(branch: str, source: BranchInput | str,  # noqa: N802 - a component, as TFX's are

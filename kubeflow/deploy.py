@@ -56,8 +56,9 @@ def check_reachable(host: str, timeout: float = 2.0) -> None:
 
 def deploy(spec: Path, host: str, cron: str, *, pipeline_name: str = config.PIPELINE_NAME,
            experiment: str = config.PIPELINE_NAME, job_name: str | None = None, namespace: str | None = None,
-           version_name: str | None = None, client=None) -> Deployment:
-    """Upload ``spec`` to the KFP API at ``host`` and schedule it with ``cron``."""
+           version_name: str | None = None, service_account: str | None = None, client=None) -> Deployment:
+    """Upload ``spec`` to the KFP API at ``host`` and schedule it with ``cron``; its runs' pods
+    use ``service_account`` (None: the installation's default)."""
     spec = Path(spec)
     if not spec.is_file():
         raise FileNotFoundError(f"{spec}: no pipeline spec; run `emotion-ai compile-kubeflow` first")
@@ -88,5 +89,6 @@ def deploy(spec: Path, host: str, cron: str, *, pipeline_name: str = config.PIPE
             replaced.append(run.recurring_run_id)
 
     run = client.create_recurring_run(experiment_id, job_name, cron_expression=schedule, pipeline_id=pipeline_id,
-                                      version_id=version_id, max_concurrency=1, no_catchup=True, enabled=True)
+                                      version_id=version_id, max_concurrency=1, no_catchup=True, enabled=True,
+                                      service_account=service_account)
     return Deployment(pipeline_id, version_id, experiment_id, run.recurring_run_id, schedule, tuple(replaced))

@@ -418,32 +418,59 @@ def predict(inputs, server, model_repo, out, min_score) -> None:
 @click.option("--profile", type=click.Choice(sorted(config.PROFILES)), default=config.DEFAULT_PROFILE,
               show_default=True)
 @click.option("--beam-arg", "beam_args", multiple=True,
-              help="Beam pipeline argument (repeatable); replaces the default in-pod FnApiRunner with 2 workers, "
-                   "e.g. --runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp")
+              help="Beam pipeline argument (repeatable), added to the default in-pod FnApiRunner with 2 workers; "
+                   "a flag given again wins, e.g. --beam-arg=--direct_num_workers=8, or "
+                   "--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp")
 @click.option("--trainer-cpu", default=None, help="CPU of each Trainer pod (request = limit), e.g. 4 or 3500m.")
 @click.option("--trainer-memory", default=None, help="Memory of each Trainer pod (request = limit), e.g. 16G.")
 @click.option("--trainer-gpus", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Accelerators per Trainer pod.")
+              help="Accelerators per Trainer pod; the Trainers then run the GPU image (--gpu-image).")
 @click.option("--gpu-type", default="nvidia.com/gpu", show_default=True, help="Accelerator resource name.")
-@click.option("--tracking-uri", default="", help="MLflow tracking server of the TrackRun task, e.g. "
-              "http://mlflow.mlflow:5000. Default: MLFLOW_TRACKING_URI in the task's environment; with neither, "
-              "runs are not tracked (the task says so in its log and its output).")
+@click.option("--gpu-image", default=None, help="Image of GPU Trainers (`make image IMAGE_VARIANT=gpu`). "
+              "Default: the image's name with -gpu after its tag.")
+@click.option("--tracking-uri", default="", help="MLflow tracking server of the TrackRun task, without "
+              "credentials, e.g. http://mlflow.mlflow:5000. Default: MLFLOW_TRACKING_URI in the task's environment; "
+              "with neither, runs are not tracked (the task says so in its log and its output).")
+@click.option("--secret-env", "secret_env", multiple=True, metavar="SECRET:KEY=ENV",
+              help="A key of a Kubernetes secret as an environment variable of every task (repeatable), e.g. "
+                   "mlflow-auth:password=MLFLOW_TRACKING_PASSWORD.")
+@click.option("--image-pull-secret", "pull_secrets", multiple=True, help="Kubernetes secret to pull the image with.")
+@click.option("--node-selector", "node_selector", multiple=True, metavar="LABEL=VALUE",
+              help="Node label every task's pod must have (repeatable).")
+@click.option("--trainer-node-selector", "trainer_node_selector", multiple=True, metavar="LABEL=VALUE",
+              help="Node label the Trainer pods must have too (repeatable), e.g. "
+                   "cloud.google.com/gke-accelerator=nvidia-l4.")
 @click.option("--serving-log", default="", help="Folder (URI) where the model server records requests "
               "(`serve --log-requests`), for the DataDrift tasks' skew. Default: no skew measured.")
 def compile_kubeflow(out, image, pipeline_root, data, model_repo, profile, beam_args, trainer_cpu, trainer_memory,
-                     trainer_gpus, gpu_type, tracking_uri, serving_log) -> None:
+                     trainer_gpus, gpu_type, gpu_image, tracking_uri, secret_env, pull_secrets, node_selector,
+                     trainer_node_selector, serving_log) -> None:
     """Compile the same pipeline into a Kubeflow Pipelines spec (bare PipelineSpec YAML, schema 2.1.0)."""
     from emotion_ai.kubeflow import runner
 
-    kwargs = {"beam_args": beam_args} if beam_args else {}
+    def labels(items, option):
+        found = {}
+        for item in items:
+            label, sep, value = item.partition("=")
+            if not sep or not label:
+                raise click.BadParameter(f"{item!r} is not LABEL=VALUE", param_hint=option)
+            found[label] = value
+        return found
+
+    kwargs = {}
     if data:
         kwargs["inputs"] = {b.name: data for b in BRANCHES}
     try:
         trainer = runner.Resources(cpu=trainer_cpu, memory=trainer_memory, gpus=trainer_gpus, gpu_type=gpu_type)
+        platform = runner.Platform(secret_env=tuple(runner.SecretEnv.parse(s) for s in secret_env),
+                                   image_pull_secrets=tuple(pull_secrets),
+                                   node_selector=labels(node_selector, "--node-selector"),
+                                   trainer_node_selector=labels(trainer_node_selector, "--trainer-node-selector"))
         path = runner.compile_pipeline(out, image=image, pipeline_root=pipeline_root, model_repo=model_repo,
-                                       profile=_profile(profile), trainer=trainer, tracking_uri=tracking_uri,
-                                       serving_log=serving_log, **kwargs)
-    except ValueError as error:  # a CPU or memory quantity Kubernetes would not take
+                                       profile=_profile(profile), beam_args=beam_args, trainer=trainer,
+                                       gpu_image=gpu_image, tracking_uri=tracking_uri, serving_log=serving_log,
+                                       platform=platform, **kwargs)
+    except ValueError as error:  # a quantity Kubernetes would not take, credentials in a URI, ...
         raise click.ClickException(str(error)) from None
     click.echo(str(path))
 
@@ -457,12 +484,15 @@ def compile_kubeflow(out, image, pipeline_root, data, model_repo, profile, beam_
               show_default=True)
 @click.option("--experiment", default=config.PIPELINE_NAME, show_default=True)
 @click.option("--namespace", default=None, help="Kubeflow profile namespace (multi-user installs)")
-def deploy_kubeflow(host, cron, spec, experiment, namespace) -> None:
+@click.option("--service-account", default=None, help="Kubernetes service account the runs' pods use (e.g. one "
+              "bound to a cloud identity for the bucket). Default: the KFP installation's (pipeline-runner).")
+def deploy_kubeflow(host, cron, spec, experiment, namespace, service_account) -> None:
     """Upload the compiled spec to Kubeflow Pipelines and schedule it (replaces an earlier schedule)."""
     from emotion_ai.kubeflow import deploy
 
     try:
-        result = deploy.deploy(spec, host, cron, experiment=experiment, namespace=namespace)
+        result = deploy.deploy(spec, host, cron, experiment=experiment, namespace=namespace,
+                               service_account=service_account)
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"pipeline {result.pipeline_id} version {result.version_id}; experiment {result.experiment_id}; "

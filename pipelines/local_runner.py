@@ -19,7 +19,7 @@ from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
 from emotion_ai.components.branches import BRANCHES
 from emotion_ai.components.csv_rows import InputDataError
-from emotion_ai.components.validating_example_gen import BranchInput
+from emotion_ai.components.validating_example_gen import BranchInput, fingerprint
 from emotion_ai.data import generator, readers
 from emotion_ai.pipelines import config, console, record_components, report, run_summary
 from emotion_ai.pipelines.pipeline import create_pipeline, served_now
@@ -58,16 +58,6 @@ def _record(summary: run_summary.RunSummary) -> dict:
     return found
 
 
-def _fingerprint(paths: Sequence[Path]) -> str:
-    """Names, sizes and modification times of the files a branch reads: ExampleGen's driver
-    only sees the top level of its folder, so this cache key makes a change anywhere count."""
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        stat = Path(path).stat()
-        digest.update(f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
-
-
 def resolve_inputs(data_dir: Path, csvs: Mapping[str, Sequence[Path]] | None = None,
                    profile: config.Profile | None = None) -> dict[str, BranchInput]:
     """Per branch, the CSVs its ExampleGen reads (and checks, row by row, in the DAG): the
@@ -97,7 +87,7 @@ def resolve_inputs(data_dir: Path, csvs: Mapping[str, Sequence[Path]] | None = N
         found_here = not csvs.get(branch.name) and Path(data_dir).resolve()
         base = found_here or Path(os.path.commonpath([p.parent for p in paths]))
         inputs[branch.name] = BranchInput(str(base), tuple(str(p.relative_to(base)) for p in paths),
-                                          _fingerprint(paths))
+                                          fingerprint(paths))
     return inputs
 
 

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from emotion_ai.components.branches import BRANCHES
+from emotion_ai.kubeflow.runner import task_name
 from emotion_ai.pipelines.cli import main
 
-BRANCH_CHAIN = ["CsvExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator", "DataDrift", "DataGate",
-                "Transform", "Trainer",
+BRANCH_CHAIN = ["DataFingerprint", "CsvExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator",
+                "DataDrift", "DataGate", "Transform", "Trainer",
                 "ServedModel", "Evaluator", "Pusher"]
 RECORD = ["RunReport", "TrackRun"]  # after both branches
 
@@ -31,25 +33,32 @@ def test_compiled_spec_is_a_bare_pipeline_spec_kfp_loads_with_both_branches_on_t
     loaded = components.load_component_from_file(str(out))  # kfp's own loader
     assert set(loaded.pipeline_spec.root.dag.tasks) == set(spec["root"]["dag"]["tasks"])
     tasks = spec["root"]["dag"]["tasks"]
-    assert len(tasks) == len(BRANCH_CHAIN) * len(BRANCHES) + len(RECORD)
+    assert set(tasks) == {task_name(f"{kind}_{b.name}") for kind in BRANCH_CHAIN for b in BRANCHES} | {
+        task_name(r) for r in RECORD}
     executors = spec["deploymentSpec"]["executors"]
     assert not [name for name, e in executors.items() if set(e) - {"container"}], "only container tasks"
-    assert {e["container"]["image"] for e in executors.values()} == {"registry.example/emotion:1.2"}
+    trainers = {spec["components"][tasks[f"trainer-{b.name}"]["componentRef"]["name"]]["executorLabel"]
+                for b in BRANCHES}
+    assert {e["container"]["image"] for n, e in executors.items() if n not in trainers} == {
+        "registry.example/emotion:1.2"}
+    # Trainers asking for a GPU run the GPU variant of the image (`make image IMAGE_VARIANT=gpu`).
+    assert {executors[n]["container"]["image"] for n in trainers} == {"registry.example/emotion:1.2-gpu"}
     for branch in ("keypoints", "emotion"):
         other = "emotion" if branch == "keypoints" else "keypoints"
         deps = {k: set(v.get("dependentTasks", [])) for k, v in tasks.items()}
-        for upstream, task in [("CsvExampleGen", "StatisticsGen"), ("ImportSchemaGen", "StatisticsGen"),
+        for upstream, task in [("DataFingerprint", "CsvExampleGen"), ("CsvExampleGen", "StatisticsGen"),
+                               ("ImportSchemaGen", "StatisticsGen"),
                                ("ImportSchemaGen", "ExampleValidator"), ("StatisticsGen", "DataGate"),
                                ("ExampleValidator", "DataGate"), ("DataGate", "Transform"), ("DataGate", "Trainer"),
                                ("Transform", "Trainer"),
                                ("Trainer", "Evaluator"), ("ServedModel", "Evaluator"), ("Evaluator", "Pusher")]:
-            assert deps[f"{task}_{branch}"] >= {f"{upstream}_{branch}"}
-        assert not any(d.endswith(other) for d in deps[f"Evaluator_{branch}"]), "a baseline of this branch only"
-        served = tasks[f"ServedModel_{branch}"]
+            assert deps[task_name(f"{task}_{branch}")] >= {task_name(f"{upstream}_{branch}")}
+        assert not any(d.endswith(other) for d in deps[f"evaluator-{branch}"]), "a baseline of this branch only"
+        served = tasks[f"servedmodel-{branch}"]
         assert served["cachingOptions"] == {"enableCache": False}, "what is served changes between runs"
         parameters = {k: v["runtimeValue"]["constant"] for k, v in served["inputs"]["parameters"].items()}
         assert parameters["model"] == branch and parameters["model_repo"] == "gs://bucket/root/model_repository"
-        component = spec["components"][tasks[f"Trainer_{branch}"]["componentRef"]["name"]]
+        component = spec["components"][tasks[f"trainer-{branch}"]["componentRef"]["name"]]
         resources = executors[component["executorLabel"]]["container"]["resources"]
         assert resources["resourceCpuLimit"] == "4" and resources["cpuLimit"] == 4.0
         assert resources["resourceMemoryLimit"] == "16G" and resources["memoryLimit"] == 16.0
@@ -57,10 +66,10 @@ def test_compiled_spec_is_a_bare_pipeline_spec_kfp_loads_with_both_branches_on_t
     assert "--runner=DataflowRunner" in out.read_text()
     # The report and the tracking run inside the DAG, after both Pushers, never from KFP's cache.
     deps = {k: set(v.get("dependentTasks", [])) for k, v in tasks.items()}
-    assert deps["RunReport"] >= {f"Pusher_{b.name}" for b in BRANCHES} and deps["TrackRun"] >= {"RunReport"}
+    assert deps["runreport"] >= {f"pusher-{b.name}" for b in BRANCHES} and deps["trackrun"] >= {"runreport"}
     for name in RECORD:
-        assert tasks[name]["cachingOptions"] == {"enableCache": False}, name
-    tracking = {k: v["runtimeValue"]["constant"] for k, v in tasks["TrackRun"]["inputs"]["parameters"].items()}
+        assert tasks[task_name(name)]["cachingOptions"] == {"enableCache": False}, name
+    tracking = {k: v["runtimeValue"]["constant"] for k, v in tasks["trackrun"]["inputs"]["parameters"].items()}
     assert tracking["tracking_uri"] == "http://mlflow.mlflow:5000"
 
 
@@ -101,40 +110,122 @@ def test_kserve_manifests_parse_and_point_at_the_pushed_models(tmp_path):
         assert predictor["storageUri"] == f"s3://models/emotion-ai/model_repository/{model}"
 
 
-def test_dockerfile_installs_the_pinned_stack_and_the_project():
-    """The image copies every folder setup.py maps under ``emotion_ai`` before ``pip install .``,
-    and checks the module files import under their installed names."""
+def _compile(tmp_path, *args, name="spec.yaml"):
+    out = tmp_path / name
+    result = CliRunner().invoke(main, ["compile-kubeflow", "--out", str(out), "--image", "registry.example/e:1",
+                                       "--pipeline-root", str(tmp_path / "root"), "--profile", "smoke", *args])
+    return result, out
+
+
+def test_every_task_component_and_executor_name_passes_argo(tmp_path):
+    """KFP's backend hands spec names to Argo unchanged (argocompiler/argo.go ``templateName``),
+    and run creation validates the workflow with Argo's rule (workflow/validate/validate.go):
+    ``[a-zA-Z0-9][-a-zA-Z0-9]*``, at most 128 characters, no leading digit with ``depends``,
+    and KFP adds ``<task>-driver`` beside each task."""
+    import re
+
+    import yaml
+
+    result, out = _compile(tmp_path)
+    assert result.exit_code == 0, result.output
+    spec = yaml.safe_load(out.read_text())
+    names = [*spec["root"]["dag"]["tasks"], *spec["components"], *spec["deploymentSpec"]["executors"],
+             *(t["taskInfo"]["name"] for t in spec["root"]["dag"]["tasks"].values())]
+    assert len(names) == 4 * len(spec["root"]["dag"]["tasks"])
+    refused = [n for n in names + [f"{t}-driver" for t in spec["root"]["dag"]["tasks"]]
+               if not re.fullmatch(r"[a-zA-Z][-a-zA-Z0-9]*", n) or len(n) > 128]
+    assert not refused, refused
+    # as kfp's SDK names them: task, comp-<task>, exec-<task>
+    for name, task in spec["root"]["dag"]["tasks"].items():
+        component = task["componentRef"]["name"]
+        assert component == f"comp-{name}" and spec["components"][component]["executorLabel"] == f"exec-{name}"
+
+
+def test_no_secret_is_compiled_into_the_spec_credentials_come_from_a_kubernetes_secret(tmp_path):
+    import yaml
+
+    token = "s3cr3t-t0ken-9f8e"
+    refused, out = _compile(tmp_path, "--tracking-uri", f"https://alice:{token}@mlflow.example:5000")
+    assert refused.exit_code == 1 and not out.exists()
+    lines = refused.output.strip().splitlines()
+    assert len(lines) == 1 and "carries credentials" in lines[0] and token not in refused.output
+    result, out = _compile(tmp_path, "--tracking-uri", "https://mlflow.example:5000",
+                           "--secret-env", "mlflow-auth:token=MLFLOW_TRACKING_TOKEN",
+                           "--secret-env", "mlflow-auth:user=MLFLOW_TRACKING_USERNAME",
+                           "--image-pull-secret", "registry-auth", "--node-selector", "pool=pipelines",
+                           "--trainer-node-selector", "cloud.google.com/gke-accelerator=nvidia-l4")
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert token not in text and "alice" not in text
+    spec, platform = yaml.safe_load_all(text)  # the two documents kfp's SDK writes
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == set(spec["deploymentSpec"]["executors"]), "every task's pod"
+    for label, config in executors.items():
+        assert config["secretAsEnv"] == [{"secretName": "mlflow-auth", "keyToEnv": [
+            {"secretKey": "token", "envVar": "MLFLOW_TRACKING_TOKEN"},
+            {"secretKey": "user", "envVar": "MLFLOW_TRACKING_USERNAME"}]}]
+        assert config["imagePullSecret"] == [{"secretName": "registry-auth"}]
+        expected = {"pool": "pipelines"}
+        if label.startswith("exec-trainer-"):
+            expected["cloud.google.com/gke-accelerator"] = "nvidia-l4"
+        assert config["nodeSelector"]["labels"] == expected, label
+    from kfp import components
+
+    loaded = components.load_component_from_file(str(out))  # kfp's loader takes both documents
+    assert set(loaded.platform_spec.platforms["kubernetes"].deployment_spec.executors) == set(executors)
+    bad = CliRunner().invoke(main, ["compile-kubeflow", "--out", str(tmp_path / "x.yaml"), "--pipeline-root", "gs://b",
+                                    "--secret-env", "mlflow-auth"])
+    assert bad.exit_code == 1 and "is not SECRET:KEY=ENV_VAR" in bad.output
+
+
+@pytest.mark.unit
+def test_beam_args_add_to_the_defaults_and_a_later_value_of_a_flag_wins():
+    from emotion_ai.kubeflow.runner import DEFAULT_BEAM_ARGS, merge_beam_args
+
+    merged = merge_beam_args(DEFAULT_BEAM_ARGS, ["--direct_num_workers=8"])
+    assert merged == ("--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=8")
+    merged = merge_beam_args(DEFAULT_BEAM_ARGS, ["--runner=DataflowRunner", "--project", "p", "--temp_location=gs://t"])
+    assert merged[-4:] == ("--runner=DataflowRunner", "--project", "p", "--temp_location=gs://t")
+    assert "--runner=FnApiRunner" not in merged and "--direct_num_workers=2" in merged
+    with pytest.raises(ValueError, match="is not a --flag"):
+        merge_beam_args((), ["oops"])
+
+
+def test_one_extra_beam_arg_keeps_the_runner_in_the_compiled_spec(tmp_path):
+    import yaml
+
+    result, out = _compile(tmp_path, "--beam-arg=--direct_num_workers=8")
+    assert result.exit_code == 0, result.output
+    spec = yaml.safe_load(out.read_text())
+    args = spec["deploymentSpec"]["executors"]["exec-transform-emotion"]["container"]["args"]
+    assert "--runner=FnApiRunner" in args and "--direct_num_workers=8" in args and "--direct_num_workers=2" not in args
+
+
+def test_the_dockerfile_compiles_in_a_build_stage_and_the_final_image_carries_no_compiler():
+    """The final stage copies one virtual environment from the build stage and installs only
+    the Python runtime: no compiler, headers or build-time certificate reach the image (the
+    container run, ``make kubeflow-e2e``, checks the built image itself)."""
     import ast
     import re
-    from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
     text = (root / "kubeflow" / "Dockerfile").read_text()
+    stages = re.split(r"^FROM ", text, flags=re.M)[1:]
+    by_name = {re.match(r"\S+ AS (\S+)", s).group(1): s for s in stages}
+    assert list(by_name) == ["build", "pipeline", "beam", "beam-worker"]
+    build, final = by_name["build"], by_name["pipeline"]
+    assert "g++" in build and "python3.11-dev" in build and "tools/install_pinned.sh uv" in build
+    for absent in ("g++", "-dev", "build-ca", "install_pinned", "uv pip install"):
+        assert absent not in final, absent
+    assert "COPY --from=build /opt/venv /opt/venv" in final
     tree = ast.parse((root / "setup.py").read_text())
     folders = ast.literal_eval(next(n for n in tree.body if isinstance(n, ast.Assign)
                                     and n.targets[0].id == "FOLDERS").value)
-    copied = set(re.findall(r"^COPY (\w+)/ \1/$", text, re.M))
+    copied = set(re.findall(r"^COPY (\w+)/ \1/$", build, re.M))
     assert set(folders) <= copied, f"setup.py maps {sorted(set(folders) - copied)} but the image does not copy them"
-    install = text.index("tools/install_pinned.sh uv --system")
-    project = text.index("uv pip install --system --no-cache --no-deps .")
-    assert install < project and all(text.index(f"COPY {f}/") < project for f in folders)
-    check = re.search(r'python -c "import ([^"]+)"', text).group(1)
+    check = re.search(r'python -c "import ([^"]+)"', final).group(1)
     for module in ("emotion_ai.components.keypoints.trainer", "emotion_ai.components.emotion.trainer"):
         assert module in check
-
-
-def test_the_image_needs_no_glibc_shim_and_boots_beam_workers():
-    """Debian 13 (glibc 2.41 >= the 2.38 the manylinux_2_39 wheels need): no compiler for a
-    shim; Beam's boot entry point of the pinned Beam version, so the image can serve as
-    ``--sdk_container_image``."""
-    import re
-
-    root = Path(__file__).resolve().parent.parent
-    text = (root / "kubeflow" / "Dockerfile").read_text()
-    bases = re.findall(r"^FROM (\S+)", text, re.M)
-    assert bases[-1] == "python:3.11-slim-trixie"
-    assert "g++" not in text and "apt-get" not in text
     beam = re.search(r"^apache-beam==(\S+)$", (root / "constraints.txt").read_text(), re.M).group(1)
-    assert f"apache/beam_python3.11_sdk:{beam}" in bases[0]
-    assert "COPY --from=beam /opt/apache/beam /opt/apache/beam" in text
-    assert text.rstrip().endswith('ENTRYPOINT ["/opt/apache/beam/boot"]')
+    assert stages[2].startswith(f"apache/beam_python3.11_sdk:{beam} AS beam")
+    assert by_name["beam-worker"].rstrip().endswith('ENTRYPOINT ["/opt/apache/beam/boot"]')

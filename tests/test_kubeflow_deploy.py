@@ -114,7 +114,9 @@ def test_deploy_uploads_the_spec_and_schedules_it_then_redeploy_replaces_the_sch
     assert int(job["max_concurrency"]) == 1 and job["no_catchup"] is True and job["mode"] == "ENABLE"
     assert first.replaced_recurring_runs == ()
 
-    second = deploy.deploy(spec, host, "30 2 * * 1-5")
+    assert not job.get("service_account"), "the installation's default unless one is named"
+
+    second = deploy.deploy(spec, host, "30 2 * * 1-5", service_account="emotion-ai-runner")
     (version_upload,) = _calls(fake, "POST", "/apis/v2beta1/pipelines/upload_version")
     assert version_upload["query"]["pipelineid"] == ["pipeline-1"] and b"SPEC-42" in version_upload["body"]
     assert len(_calls(fake, "POST", "/apis/v2beta1/pipelines/upload")) == 1  # no second pipeline
@@ -125,6 +127,7 @@ def test_deploy_uploads_the_spec_and_schedules_it_then_redeploy_replaces_the_sch
     job = fake.recurring[second.recurring_run_id]
     assert job["trigger"]["cron_schedule"]["cron"] == "0 30 2 * * 1-5"
     assert job["pipeline_version_reference"]["pipeline_version_id"] == "pipeline-1-v2"
+    assert job["service_account"] == "emotion-ai-runner", "the runs' pods use the named service account"
 
 
 def test_cron_translation_and_errors(tmp_path):

@@ -1,11 +1,8 @@
 """The compiled Kubeflow spec, executed here task by task through its own container commands.
 
-No cluster or Docker exists on this machine, so ``kfp_local`` plays the KFP backend: every
-task of the spec ``compile-kubeflow`` wrote, in dependency order, through the exact command
-and arguments the spec names, with a KFP ``ExecutorInput`` and the pipeline root on a local
-folder standing in for the bucket. The first run's tasks start from warm interpreters (forked
-after TFX's imports, see ``kfp_local``: 24 fresh starts would cost about 8 minutes); the
-second run's tasks each start a fresh ``python``, as in a pod.
+``spec_runner`` plays open-source KFP's backend (executor input, output handling, the cache),
+here with warm interpreters (``kfp_local.ZygoteLauncher``) so that the suite stays fast; the
+same spec in fresh containers of the built image is ``make kubeflow-e2e``.
 
 The spec is compiled with ``--beam-arg`` sending every Beam job to an ``emotion-ai
 beam-worker-pool`` in another process (PortableRunner, EXTERNAL environment), as a Flink or
@@ -23,6 +20,8 @@ from click.testing import CliRunner
 from conftest import beam_worker_pool, textured_pixels
 
 from emotion_ai.components.branches import BRANCHES
+from emotion_ai.kubeflow import spec_runner
+from emotion_ai.kubeflow.runner import task_name
 from emotion_ai.pipelines.cli import main
 
 
@@ -33,31 +32,36 @@ def test_the_compiled_spec_runs_task_by_task_until_both_models_are_pushed(tiny_d
     pixels = textured_pixels(48)
     (root / "data" / "emotion_extra.csv").write_text(f"emotion,pixels\n1,{pixels}\nx,{pixels}\n")
     spec_path = tmp_path / "spec.yaml"
+    env = spec_runner.process_environment()
     with beam_worker_pool(tmp_path) as pool:
         beam = [f"--beam-arg={arg}" for arg in pool["args"]]
         compiled = CliRunner().invoke(main, ["compile-kubeflow", "--out", str(spec_path), "--pipeline-root", str(root),
                                              "--profile", "smoke", "--image", "local/emotion-ai:test", *beam])
         assert compiled.exit_code == 0, compiled.output
-        spec = kfp_local.load_spec(spec_path)
+        spec = spec_runner.load_spec(spec_path)
         tasks = spec["root"]["dag"]["tasks"]
-
-        run = kfp_local.LocalRun(spec, "run-1", kfp_local.environment(), cwd=tmp_path, warm=True)
-        results = run.run()
+        with kfp_local.ZygoteLauncher(spec, env, tmp_path, tmp_path / "zygotes") as launcher:
+            run = spec_runner.LocalRun(spec, "run-1", launcher)
+            results = run.run()
         pool_log = pool["log"].read_text()
     # Each Beam job ran in a worker of the pool, which imports the project's modules itself:
     # 2 ExampleGens, 2 StatisticsGens, 2 Transforms, 2 Evaluators (their custom TFMA metrics).
     assert pool_log.count("starting worker") >= 8, pool_log[-3000:]
     assert set(run.order) == set(tasks) and len(run.order) == len(tasks), "every task ran, once"
+    assert run.cached == [], "a first run: nothing in the cache"
     position = {name: i for i, name in enumerate(run.order)}
     for name, task in tasks.items():
-        assert all(position[up] < position[name] for up in kfp_local.upstreams(task, tasks)), name
+        assert all(position[up] < position[name] for up in spec_runner.upstreams(task)), name
     repo = root / "model_repository"
     for branch in BRANCHES:
-        cid = branch.component_id
+        def cid(kind, branch=branch):
+            return task_name(branch.component_id(kind))
         examples = results[cid("CsvExampleGen")].artifacts["examples"][0]
         rows = {"keypoints": 80, "emotion": 120 + 2}[branch.name]
         assert examples["metadata"]["rows_read"] == rows, "every row was checked inside the DAG"
         assert examples["metadata"]["rows_rejected"] == (branch.name == "emotion")
+        # what the ExampleGen read is what its DataFingerprint task fingerprinted (its cache key)
+        assert examples["metadata"]["data_fingerprint"] == results[cid("DataFingerprint")].parameters["fingerprint"]
         if branch.name == "emotion":
             assert "emotion_extra.csv,3,emotion: label 'x' is not an integer" in (
                 Path(examples["uri"]) / "rejected_rows.csv").read_text()
@@ -70,26 +74,33 @@ def test_the_compiled_spec_runs_task_by_task_until_both_models_are_pushed(tiny_d
         version = pushed["pushed_version"]
         assert pushed["pushed_destination"] == f"{repo}/{branch.name}/{version}"
         assert (repo / branch.name / version / "saved_model.pb").is_file()
-        assert (root / "run-1" / cid("Evaluator") / "evaluation").is_dir()
+        assert (run.run_root / cid("Evaluator") / "evaluation").is_dir()
     assert (repo / "models.config").is_file()
     # The record of the run, made inside the DAG as on the local runner.
-    report = Path(results["RunReport"].artifacts["report"][0]["uri"])
+    report = Path(results["runreport"].artifacts["report"][0]["uri"])
     assert "<h2>Thresholds" in (report / "report.html").read_text()
     figures = json.loads((report / "summary.json").read_text())
     assert {n: b["pushed_version"] for n, b in figures["branches"].items()} == {
-        b.name: results[b.component_id("Pusher")].artifacts["pushed_model"][0]["metadata"]["pushed_version"]
+        b.name: results[task_name(b.component_id("Pusher"))].artifacts["pushed_model"][0]["metadata"]["pushed_version"]
         for b in BRANCHES}
     assert figures["branches"]["emotion"]["rows_rejected"] == 1 and figures["context"]["pipeline_root"] == str(root)
-    tracked = results["TrackRun"].artifacts["mlflow_run"][0]["metadata"]
+    tracked = results["trackrun"].artifacts["mlflow_run"][0]["metadata"]
     assert tracked["tracked"] == 1 and (root / "mlflow.db").is_file(), tracked
 
-    # The next run's baseline is the version the repository now serves.
-    served_models = {b.component_id("ServedModel") for b in BRANCHES}
-    again = kfp_local.LocalRun(spec, "run-2", kfp_local.environment(), cwd=tmp_path, warm=True, fresh=served_models)
-    baselines = again.run(only=served_models)
+    # The next run, on the same data, as open-source KFP runs it: the fingerprints and what
+    # is served are looked at again (never cached), the examples come from the cache, and
+    # the baseline is the version the repository now serves (fresh interpreters, as pods).
+    fingerprints = {task_name(b.component_id("DataFingerprint")) for b in BRANCHES}
+    served_models = {task_name(b.component_id("ServedModel")) for b in BRANCHES}
+    example_gens = {task_name(b.component_id("CsvExampleGen")) for b in BRANCHES}
+    again = spec_runner.LocalRun(spec, "run-2", spec_runner.ProcessLauncher(env, tmp_path))
+    baselines = again.run(only=fingerprints | served_models | example_gens)
+    assert set(again.cached) == example_gens and set(again.executed) == fingerprints | served_models
+    for name in example_gens:
+        assert baselines[name].artifacts == results[name].artifacts, "the same examples, the same artifact ids"
     for branch in BRANCHES:
-        served = baselines[branch.component_id("ServedModel")].artifacts["baseline"][0]
-        pushed = results[branch.component_id("Pusher")].artifacts["pushed_model"][0]["metadata"]
+        served = baselines[task_name(branch.component_id("ServedModel"))].artifacts["baseline"][0]
+        pushed = results[task_name(branch.component_id("Pusher"))].artifacts["pushed_model"][0]["metadata"]
         assert served["metadata"]["served_version"] == int(pushed["pushed_version"])
-        assert (root / "run-2" / branch.component_id("ServedModel") / "baseline" / "Format-Serving"
+        assert (again.run_root / task_name(branch.component_id("ServedModel")) / "baseline" / "Format-Serving"
                 / "saved_model.pb").is_file()
