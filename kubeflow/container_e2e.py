@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 DEFAULT_WORK = Path("/var/tmp/emotion-ai-kubeflow-e2e")
@@ -119,11 +120,13 @@ def main(argv=None) -> None:
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--results", type=Path, default=None, help="also write the summary here")
     args = parser.parse_args(argv)
+    warnings.simplefilter("ignore", FutureWarning)  # google-cloud's notices on importing the compiler
 
     from emotion_ai.data import generator
     from emotion_ai.kubeflow import runner, spec_runner
     from emotion_ai.pipelines import config
 
+    config.set_runtime_environment()
     summary: list[str] = []
 
     def log(line: str = "") -> None:

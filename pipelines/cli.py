@@ -505,13 +505,33 @@ def deploy_kubeflow(host, cron, spec, experiment, namespace, service_account) ->
 @click.option("--namespace", default="kubeflow", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="File to write. Default: standard output.")
 def kserve_manifests(model_repo, namespace, out) -> None:
-    """Print (or write) KServe InferenceService manifests (TensorFlow format) for both models."""
+    """Print (or write) first KServe InferenceService manifests (TensorFlow format) for both models."""
     from emotion_ai.kubeflow import kserve
 
     if out is None:
         click.echo(kserve.render(model_repo or kserve.DEFAULT_MODEL_REPO_URI, namespace), nl=False)
         return
     click.echo(str(kserve.write(out, model_repo or kserve.DEFAULT_MODEL_REPO_URI, namespace)))
+
+
+@main.command("deploy-kserve")
+@click.option("--model-repo", required=True, help="URI of the pushed model repository, as the pods read it, "
+              "e.g. gs://BUCKET/emotion-ai/model_repository")
+@click.option("--model", "models", multiple=True, help="Only this model (repeatable). Default: every model.")
+@click.option("--namespace", default="kubeflow", show_default=True)
+@click.option("--canary-percent", type=int, default=None,
+              help="Send this share of the traffic to the new version first (KServe's canary rollout); roll out "
+                   "again without it to promote.")
+def deploy_kserve(model_repo, models, namespace, canary_percent) -> None:
+    """Print InferenceService manifests that serve the version the repository serves now (the newest push, or
+    a `rollback` pin), for `kubectl apply -f -`: KServe copies a model when a pod starts, so a push is rolled
+    out by pointing the service at it."""
+    from emotion_ai.kubeflow import kserve
+
+    try:
+        click.echo(kserve.rollout(model_repo, namespace, canary_percent, tuple(models)), nl=False)
+    except (ValueError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from None
 
 
 @main.command("generate-data")

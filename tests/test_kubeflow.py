@@ -103,11 +103,54 @@ def test_kserve_manifests_parse_and_point_at_the_pushed_models(tmp_path):
     assert set(by_model) == {b.name for b in BRANCHES}
     for model, doc in by_model.items():
         assert doc["apiVersion"] == "serving.kserve.io/v1beta1"
-        assert doc["metadata"]["name"] == f"emotion-ai-{model}" and doc["metadata"]["namespace"] == "team-a"
+        # served as /v1/models/<model>:predict, the repository's name, on KServe as on `serve`
+        assert doc["metadata"]["name"] == model and doc["metadata"]["namespace"] == "team-a"
         predictor = doc["spec"]["predictor"]["model"]
         assert predictor["modelFormat"]["name"] == "tensorflow"
         # The base path the Pusher writes versions under: <repo>/<model>/<version>/
         assert predictor["storageUri"] == f"s3://models/emotion-ai/model_repository/{model}"
+
+
+def test_deploy_kserve_rolls_each_service_out_to_the_version_the_repository_serves(tmp_path):
+    """KServe copies ``storageUri`` once per pod: a rollout names the served version's own
+    release folder, so each push (or rollback) is a new revision, with a canary share if asked."""
+    import yaml
+
+    from emotion_ai.components import model_repository
+
+    repo = tmp_path / "repo"
+    for branch in BRANCHES:
+        for version in (100, 200):
+            folder = repo / branch.name / str(version)
+            (folder / "variables").mkdir(parents=True)
+            (folder / "saved_model.pb").write_bytes(f"{branch.name} {version}".encode())
+            (folder / "variables" / "variables.index").write_bytes(b"i")
+    model_repository.write_configs(str(repo))
+
+    def rollout(*args):
+        result = CliRunner().invoke(main, ["deploy-kserve", "--model-repo", str(repo), *args])
+        assert result.exit_code == 0, result.output
+        return {d["metadata"]["name"]: d for d in yaml.safe_load_all(result.output)}
+
+    docs = rollout()
+    assert set(docs) == {b.name for b in BRANCHES}
+    for model, doc in docs.items():
+        uri = doc["spec"]["predictor"]["model"]["storageUri"]
+        assert uri == f"{repo}/.kserve-releases/{model}-200"
+        assert doc["metadata"]["labels"]["emotion-ai/version"] == "200"
+        assert (Path(uri) / "200" / "saved_model.pb").read_bytes() == f"{model} 200".encode()
+        assert [p.name for p in Path(uri).iterdir()] == ["200"], "TF Serving's base path: that version only"
+        assert "canaryTrafficPercent" not in doc["spec"]["predictor"]
+    assert model_repository.served_version(str(repo), "emotion")[0] == 200, "the repository itself is untouched"
+
+    model_repository.write_configs(str(repo), pins={"emotion": 100})  # `emotion-ai rollback emotion --version 100`
+    docs = rollout("--model", "emotion", "--canary-percent", "10", "--namespace", "team-a")
+    (doc,) = docs.values()
+    assert doc["spec"]["predictor"]["model"]["storageUri"] == f"{repo}/.kserve-releases/emotion-100"
+    assert doc["spec"]["predictor"]["canaryTrafficPercent"] == 10 and doc["metadata"]["namespace"] == "team-a"
+
+    bad = CliRunner().invoke(main, ["deploy-kserve", "--model-repo", str(repo), "--model", "faces"])
+    assert bad.exit_code == 1 and "choose from keypoints, emotion" in bad.output
 
 
 def _compile(tmp_path, *args, name="spec.yaml"):
