@@ -67,9 +67,11 @@ image:
 image-gpu:
 	kubeflow/container/build.sh gpu
 
-# The compiled spec, every task in a fresh container of the image, as open-source KFP runs it.
+# The compiled spec, every task in a fresh container of the image, as open-source KFP runs it
+# (E2E_ARGS=--results benchmarks/results/kubeflow_e2e.md records the figures).
 kubeflow-e2e: setup image
-	$(PY) -m emotion_ai.kubeflow.container_e2e --image "$$(cat kubeflow/container/.last-image)"
+	DOCKER_HOST="$$(kubeflow/container/engine.sh host)" $(PY) -m emotion_ai.kubeflow.container_e2e \
+	  --image "$$(cat kubeflow/container/.last-image)" --build "$$(cat kubeflow/container/.last-build)" $(E2E_ARGS)
 
 lock:
 	$(UV) pip compile requirements.in --python-version 3.11 --python-platform $(PLATFORM) -o constraints.txt

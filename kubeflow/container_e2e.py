@@ -94,7 +94,7 @@ def _check_first_run(run, root: Path) -> list[str]:
     tracked = run.results["trackrun"].artifacts["mlflow_run"][0]["metadata"]
     if not report.is_file() or tracked.get("tracked") != 1:
         raise SystemExit(f"e2e: no report ({report}) or no MLflow run ({tracked})")
-    lines.append(f"report {report}; MLflow run {tracked.get('run_id', '?')} in {tracked.get('location', '?')}")
+    lines.append(f"report {report}; MLflow run {tracked.get('mlflow_run_id', '?')} in {tracked.get('location', '?')}")
     return lines
 
 
@@ -119,6 +119,7 @@ def main(argv=None) -> None:
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help=f"default {DEFAULT_WORK} (emptied first)")
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--results", type=Path, default=None, help="also write the summary here")
+    parser.add_argument("--build", default="", help="what the image's build printed (size, time), for the summary")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore", FutureWarning)  # google-cloud's notices on importing the compiler
 
@@ -135,6 +136,8 @@ def main(argv=None) -> None:
 
     log(f"# Kubeflow spec in containers ({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC)")
     log(f"code: {config.code_version()}")
+    if args.build:
+        log(args.build)
     image = inspect_image(args.image)
     log(f"image {image['image']}: {image['size_gb']} GB, Python {image['python']}, project installed at "
         f"{image['installed_at']}, no compiler")
@@ -179,6 +182,21 @@ def _compare(run, expected: set[str], seconds: float, log) -> None:
     if set(run.executed) != expected:
         raise SystemExit(f"e2e: open-source KFP would run {sorted(expected)}, this run ran {sorted(run.executed)}")
     log("as open-source KFP would: uncached tasks and everything downstream of a new artifact ran, the rest was reused")
+    from emotion_ai.components.branches import BRANCHES
+    from emotion_ai.kubeflow.runner import task_name
+
+    for branch in BRANCHES:
+        pusher = run.results[task_name(branch.component_id("Pusher"))]
+        pushed = pusher.artifacts["pushed_model"][0]["metadata"]
+        if pusher.cached:
+            state = "from the cache"
+        elif pushed.get("pushed") == 1:
+            state = f"pushed version {pushed.get('pushed_version')}"
+        elif "identical_to_version" in pushed:
+            state = f"not pushed: identical to version {pushed['identical_to_version']}, which is served"
+        else:
+            state = "not pushed (not blessed)"
+        log(f"  {branch.name}: {state}")
 
 
 if __name__ == "__main__":

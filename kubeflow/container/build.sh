@@ -33,5 +33,7 @@ start=$(date +%s)
 docker build --network host -f kubeflow/Dockerfile --target "$target" --build-arg TENSORFLOW="$variant" -t "$image" .
 seconds=$(( $(date +%s) - start ))
 size="$(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.2f GB", $1/1e9}')"
-echo "image: $image (stage $target, TensorFlow $variant): $size, built in $seconds s"
+line="image: $image (stage $target, TensorFlow $variant): $size, built in $seconds s"
+echo "$line"
 echo "$image" > kubeflow/container/.last-image
+echo "$line" > kubeflow/container/.last-build
