@@ -22,12 +22,13 @@ E2E_FIXTURES = {"first_run", "first_run_cli", "workspace"}  # a test using these
 
 
 def pytest_collection_modifyitems(items):
-    """Every test is ``unit`` or ``e2e``: ``e2e`` when it is marked so or uses a pipeline run
-    (``pytest -m unit`` then runs in about a minute and a half)."""
+    """Every test is ``unit``, ``slow`` or ``e2e``: ``e2e`` when it is marked so or uses a
+    pipeline run, ``slow`` when marked so (it trains a network or starts interpreters that
+    import TensorFlow), ``unit`` otherwise."""
     for item in items:
         if item.get_closest_marker("e2e") is None and E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
-        if item.get_closest_marker("e2e") is None:
+        if item.get_closest_marker("e2e") is None and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.unit)
 
 

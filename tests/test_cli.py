@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from click.testing import CliRunner
 from conftest import cli
 
@@ -100,6 +101,7 @@ def test_generate_data_defaults_to_a_fresh_draw_and_kserve_manifests_to_stdout(t
     assert "storageUri: gs://b/repo/emotion" in manifests.output
 
 
+@pytest.mark.e2e  # a real `emotion-ai run`, stopped by its ExampleGen
 def test_run_on_a_truncated_gzip_names_the_file_and_line(tmp_path):
     """The issue's probe printed only 'Aborted!' (click's answer to gzip's EOFError): the
     ExampleGen's error comes out of the DAG as one line naming the file and where it broke."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from emotion_ai.components import spec
@@ -138,6 +139,7 @@ def test_the_history_carries_the_distillation_epochs_after_the_schedules(tmp_pat
 
 
 
+@pytest.mark.slow
 def test_each_trainer_distils_after_its_schedule_when_its_parameters_ask(caplog):
     """The branches' ``train`` (what run_fn and the plain-Keras benchmark call): the schedule,
     then the distillation epochs, on a tiny network and a few images; the progress lines

@@ -35,6 +35,7 @@ def _on_raw_predictions(config):
     return config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overall_only", [True, False])
 def test_an_accuracy_floor_gates_the_overall_slice_not_each_class(overall_only, tmp_path):
     """A model right on 4 of 5 classes and always wrong on Disgust: overall accuracy 0.8,

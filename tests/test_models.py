@@ -134,6 +134,7 @@ def _dot_images(n: int, rng) -> tuple[np.ndarray, np.ndarray]:
     return images.reshape(n, -1), np.concatenate([targets, np.ones_like(targets)], axis=1), centres
 
 
+@pytest.mark.slow
 def test_soft_argmax_network_learns_where_a_dot_is():
     """A few hundred steps on a dot-finding task: the head must map heatmap cells to x and y
     the right way round (a transposed grid cannot be learned by convolutions)."""

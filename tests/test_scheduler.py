@@ -53,6 +53,7 @@ def test_a_failing_run_is_recorded_and_the_scheduler_goes_on(tmp_path):
     assert "RuntimeError: data went missing" in entries[0]["error"] and entries[0]["exit"] == "exception"
 
 
+@pytest.mark.slow
 def test_a_run_that_crashes_natively_ends_its_process_not_the_scheduler(tmp_path):
     """Each scheduled run is a child process: an abort is recorded with its signal, and the
     next tick runs in a fresh process; an exception in the child is recorded with its text."""

@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from emotion_ai.pipelines import config
 
 SCRIPT = r"""
@@ -46,6 +48,7 @@ print("RESULT", json.dumps({"default_replicas": one.num_replicas_in_sync, "repli
 """
 
 
+@pytest.mark.slow
 def test_the_trainer_trains_and_distils_across_two_replicas_as_it_does_on_one_device():
     env = {**os.environ, **config.RUNTIME_ENVIRONMENT}
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600, env=env)

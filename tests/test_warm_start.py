@@ -13,6 +13,7 @@ import json
 import types
 
 import numpy as np
+import pytest
 
 from emotion_ai.components import spec
 from emotion_ai.components.common import training
@@ -40,6 +41,7 @@ def _fn_args(tmp_path, base_model):
     return types.SimpleNamespace(custom_config=WARM, base_model=base_model, model_run_dir=str(tmp_path / "run"))
 
 
+@pytest.mark.slow
 def test_a_warm_start_begins_where_the_served_network_ended(tmp_path):
     train, evaluation = _faces(400, 0), _faces(100, 1)
     cold_network, cold, _ = trainer.train(PARAMS, train, evaluation)
