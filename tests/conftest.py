@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quieter than the CLI's default
 
@@ -18,37 +20,91 @@ TINY_KEYPOINT_ROWS = 80
 TINY_EMOTION_ROWS = 120
 
 
-E2E_FIXTURES = {"first_run", "first_run_cli", "workspace"}  # a test using these runs (or serves) the whole pipeline
+# A test using these runs (or serves) the whole pipeline.
+E2E_FIXTURES = {"first_run", "first_run_cli", "second_run", "run_copy", "workspace"}
+RUN_FIXTURES = E2E_FIXTURES - {"workspace"}  # ... and waits for the session's two shared runs
 
 
 def pytest_collection_modifyitems(items):
     """Every test is ``unit``, ``slow`` or ``e2e``: ``e2e`` when it is marked so or uses a
     pipeline run, ``slow`` when marked so (it trains a network or starts interpreters that
-    import TensorFlow), ``unit`` otherwise."""
+    import TensorFlow), ``unit`` otherwise.
+
+    Then the order the workers (pytest-xdist, ``-n``) take tests in: the session's shared
+    runs (``session_runs``) start at once, on one worker, while the other takes the long
+    tests that need no shared run, then the unit tests; the tests that read or copy the
+    shared runs come last, when the runs are done. Each test is still independent of order
+    (``pytest -p no:randomly`` in any order passes): this only keeps both cores busy."""
     for item in items:
-        if item.get_closest_marker("e2e") is None and E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+        names = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("e2e") is None and E2E_FIXTURES & names:
             item.add_marker(pytest.mark.e2e)
         if item.get_closest_marker("e2e") is None and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.unit)
+
+    def rank(item):
+        runs = bool(RUN_FIXTURES & set(getattr(item, "fixturenames", ())))
+        if item.get_closest_marker("produces_runs"):
+            return 0
+        if runs:
+            return 4
+        return 1 if item.get_closest_marker("e2e") else 2 if item.get_closest_marker("slow") else 3
+    items.sort(key=rank)  # stable: within a rank, files and tests keep their order
+
+
+def shared_folder(tmp_path_factory) -> Path:
+    """A folder all workers of this session share (under xdist each worker has its own base
+    temp folder inside the session's; without xdist, the session's)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def once(tmp_path_factory, name: str, make):
+    """``make(folder)`` once per session, whichever worker asks first; the others wait for it
+    and get the same JSON-able result (or the same failure). Returns ``(folder, result)``."""
+    from filelock import FileLock
+
+    shared = shared_folder(tmp_path_factory)
+    folder, done = shared / name, shared / f"{name}.json"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not done.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                result = {"ok": make(folder)}
+            except BaseException as error:  # noqa: BLE001 - recorded for the other workers, then raised
+                done.write_text(json.dumps({"error": f"{type(error).__name__}: {error}"[-6000:]}))
+                raise
+            done.write_text(json.dumps(result))
+    result = json.loads(done.read_text())
+    if "error" in result:
+        pytest.fail(f"{name} failed in another worker: {result['error']}")
+    return folder, result["ok"]
 
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """Generated key-point and expression CSVs (seed 0), small enough for 1-epoch runs."""
-    out = tmp_path_factory.mktemp("data")
-    keypoints, emotion = generator.generate(out, TINY_KEYPOINT_ROWS, TINY_EMOTION_ROWS, seed=0)
-    return {"dir": out, "keypoints": keypoints, "emotion": emotion}
+    def make(out):
+        keypoints, emotion = generator.generate(out, TINY_KEYPOINT_ROWS, TINY_EMOTION_ROWS, seed=0)
+        return {"keypoints": str(keypoints), "emotion": str(emotion)}
+
+    out, made = once(tmp_path_factory, "data", make)
+    return {"dir": out, "keypoints": Path(made["keypoints"]), "emotion": Path(made["emotion"])}
 
 
 @pytest.fixture(scope="session")
 def workspace(tiny_data, tmp_path_factory):
-    """Tiny data plus a file of malformed rows, a pipeline root and a model repository."""
-    root = tmp_path_factory.mktemp("pipeline")
-    data_dir = root / "data"
-    shutil.copytree(tiny_data["dir"], data_dir)
-    (data_dir / "emotion_extra.csv").write_text(  # line 3: bad label; line 4: short image
-        f"emotion,pixels\n1,{textured_pixels(48)}\nx,{textured_pixels(48)}\n2,1 2 3\n")
-    return {"data": data_dir, "root": root / "root", "repo": root / "repo"}
+    """Tiny data plus a file of malformed rows, a pipeline root and a model repository: the
+    session's shared runs write here (``session_runs``), nothing else does."""
+    def make(root):
+        data_dir = root / "data"
+        shutil.copytree(tiny_data["dir"], data_dir)
+        (data_dir / "emotion_extra.csv").write_text(  # line 3: bad label; line 4: short image
+            f"emotion,pixels\n1,{textured_pixels(48)}\nx,{textured_pixels(48)}\n2,1 2 3\n")
+        return {}
+
+    root, _ = once(tmp_path_factory, "pipeline", make)
+    return {"data": root / "data", "root": root / "root", "repo": root / "repo"}
 
 
 def textured_pixels(size: int, seed: int = 0) -> str:
@@ -69,26 +125,80 @@ def cli(*args, timeout: float = 600, env: dict | None = None):
 
 
 @pytest.fixture(scope="session")
-def first_run_cli(workspace):
-    """One smoke-profile run of the whole pipeline, started as a person starts it:
-    ``emotion-ai run`` in its own process, with the default (in-process) Beam runner, as
-    ``make run``. The later runs on this root, in-process through ``local_runner.run``, use
-    the same Beam arguments: TFX keys its cache on them. Returns the finished process and
-    the run as ``local_runner`` reads it back from ML Metadata."""
+def session_runs(workspace, tmp_path_factory):
+    """The session's two runs of the whole pipeline (smoke profile), made once for all
+    workers on the shared root and repository:
+
+    1. ``emotion-ai run`` in its own process, started as a person starts it, with the default
+       (in-process) Beam runner, as ``make run``;
+    2. the same data again, in-process through ``local_runner.run`` with the same Beam
+       arguments (TFX keys its cache on them): cached up to the Trainers, nothing pushed.
+
+    Both are done before any test reads them, so no test reads a root another run is writing.
+    After them the shared root and repository are only read; a test that runs the pipeline
+    again works on its own copy (``run_copy``). Returns the first run's console and both run ids."""
+    import subprocess
+
     from emotion_ai.pipelines import local_runner
 
-    done = cli("run", "--profile", "smoke", "--data-dir", str(workspace["data"]),
-               "--pipeline-root", str(workspace["root"]), "--model-repo", str(workspace["repo"]), timeout=1500)
-    if done.returncode:
-        pytest.fail(f"the first run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    inputs = local_runner.resolve_inputs(workspace["data"], None, config.PROFILES["smoke"])
-    return {"process": done, "result": local_runner.finished(workspace["root"], inputs)}
+    def make(_):
+        done = cli("run", "--profile", "smoke", "--data-dir", str(workspace["data"]),
+                   "--pipeline-root", str(workspace["root"]), "--model-repo", str(workspace["repo"]), timeout=1500)
+        if done.returncode:
+            raise RuntimeError(f"the first run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        first = local_runner.finished(workspace["root"], _smoke_inputs(workspace)).summary.run_id
+        second = local_runner.run(config.PROFILES["smoke"], workspace["root"], workspace["repo"], workspace["data"])
+        return {"args": done.args, "returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr,
+                "first": first, "second": second.summary.run_id}
+
+    _, made = once(tmp_path_factory, "session_runs", make)
+    made["process"] = subprocess.CompletedProcess(made["args"], made["returncode"], made["stdout"], made["stderr"])
+    return made
+
+
+def _smoke_inputs(workspace):
+    from emotion_ai.pipelines import local_runner
+
+    return local_runner.resolve_inputs(workspace["data"], None, config.PROFILES["smoke"])
+
+
+@pytest.fixture(scope="session")
+def first_run_cli(session_runs, workspace):
+    """The first of the session's runs (``session_runs``): the finished ``emotion-ai run``
+    process, and the run as ``local_runner`` reads it back from ML Metadata."""
+    from emotion_ai.pipelines import local_runner
+
+    return {"process": session_runs["process"],
+            "result": local_runner.finished(workspace["root"], _smoke_inputs(workspace), session_runs["first"])}
 
 
 @pytest.fixture(scope="session")
 def first_run(first_run_cli):
     """The first run (see ``first_run_cli``); its pushed models serve the serving tests."""
     return first_run_cli["result"]
+
+
+@pytest.fixture(scope="session")
+def second_run(session_runs, workspace):
+    """The second of the session's runs: unchanged data, so cached and nothing pushed."""
+    from emotion_ai.pipelines import local_runner
+
+    return local_runner.finished(workspace["root"], _smoke_inputs(workspace), session_runs["second"])
+
+
+@pytest.fixture(scope="session")
+def run_copy(session_runs, workspace, tmp_path_factory):
+    """``run_copy(name)``: a private pipeline root and model repository as the session's two
+    runs left them, for a test that runs the pipeline again (its cache hits as on the shared
+    root; what it records and pushes stays its own). The MLflow store is left out: its
+    experiment's artifact location is the shared root's, and a copy starts its own."""
+    def make(name: str) -> dict:
+        base = tmp_path_factory.mktemp(name)
+        shutil.copytree(workspace["root"], base / "root",
+                        ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", "*.lock"))
+        shutil.copytree(workspace["repo"], base / "repo")
+        return {"root": base / "root", "repo": base / "repo", "data": workspace["data"]}
+    return make
 
 
 def record_components_inputs(summary) -> dict[str, list]:

@@ -27,6 +27,7 @@ def test_generate_data_writes_both_formats(tmp_path):
     assert len((tmp_path / "emotion.csv").read_text().splitlines()) == 5
 
 
+@pytest.mark.produces_runs
 def test_a_manual_run_is_quiet_shows_progress_is_recorded_and_holds_the_lock(first_run_cli, workspace):
     """`emotion-ai run` as a person sees it (the session's first run, ``first_run_cli``):
     progress lines and the summary on the console, the thousands of TFX/Beam/TensorFlow

@@ -1,17 +1,17 @@
-"""The whole two-branch pipeline on tiny data (smoke profile, 1 epoch), run in-process.
+"""The whole two-branch pipeline on tiny data (smoke profile, 1 epoch).
 
-Runs on one shared pipeline root:
+The session's two shared runs (conftest ``session_runs``) are only read here:
 1. first run with a file of malformed rows beside the good data: both models blessed and
    pushed, bad rows counted and reported;
-2. the same data again: cached up to the Trainers, nothing new pushed;
+2. the same data again: cached up to the Trainers, nothing new pushed.
+
+Every test that runs the pipeline again does so on its own copy of that root and repository
+(``run_copy``), so the tests pass in any order and on any worker:
 3. profiles whose gates cannot pass, and a clearly worse candidate: not blessed, not pushed
    (its own figures and the baseline's, side by side);
 4. a gate just under the overall accuracy: the cached model is blessed again;
-5. a smoke run pointed at a repository the full profile owns: refused, nothing changed.
-
-The baseline of every run is what the model repository serves, and none of 2-5 changes what
-the shared repository holds (each asserts so; 5 pushes nowhere), so the tests pass in any
-order (``pytest $(pytest --collect-only -q tests/test_pipeline.py | grep :: | tac)``).
+5. a smoke run pointed at a repository the full profile owns: refused, nothing changed;
+6. new spans (relabelled, darker), and a warm start.
 """
 from __future__ import annotations
 
@@ -29,11 +29,6 @@ from emotion_ai.components.branches import EMOTION, KEYPOINTS
 from emotion_ai.pipelines import config, local_runner
 
 SMOKE = config.PROFILES["smoke"]
-
-
-@pytest.fixture(scope="module")
-def second_run(first_run, workspace):
-    return local_runner.run(SMOKE, workspace["root"], workspace["repo"], workspace["data"])
 
 
 def _versions(repo, model):
@@ -157,21 +152,23 @@ def test_second_run_on_unchanged_data_is_cached_and_pushes_nothing(second_run, f
 
 
 @pytest.fixture(scope="module")
-def blocked_run(second_run, workspace):
+def blocked_run(run_copy):
     """One run whose gates cannot pass: the key points' absolute bound (RMSE under 0.001 px)
     and the expressions' change rule (beat the served model, the same weights, by 1.0)."""
-    before = {m: _versions(workspace["repo"], m) for m in ("keypoints", "emotion")}
+    own = run_copy("blocked")
+    before = {m: _versions(own["repo"], m) for m in ("keypoints", "emotion")}
     blocking = SMOKE.with_gate(KEYPOINTS, "rmse_px", bound=0.001).with_gate(EMOTION, "accuracy", max_worse=-1.0)
-    return local_runner.run(blocking, workspace["root"], workspace["repo"], workspace["data"]), before
+    return local_runner.run(blocking, own["root"], own["repo"], own["data"]), before, own
 
 
-def test_failing_gates_block_the_push(blocked_run, workspace):
-    result, before = blocked_run
+@pytest.mark.xdist_group("blocked_run")
+def test_failing_gates_block_the_push(blocked_run):
+    result, before, own = blocked_run
     branch = result.summary.branches["keypoints"]
     assert branch.blessed is False
     value_failures = [f for f in branch.validation_failures if f.startswith("rmse_px: ")]  # not "rmse_px (change)"
     assert value_failures, branch.validation_failures
-    assert not branch.pushed and _versions(workspace["repo"], "keypoints") == before["keypoints"]
+    assert not branch.pushed and _versions(own["repo"], "keypoints") == before["keypoints"]
     kp_text = local_runner.format_summary(result).split("  emotion:")[0]
     assert "gate: NOT BLESSED" in kp_text and "FAIL" in kp_text
 
@@ -257,14 +254,13 @@ def test_report_renders_in_a_browser_with_every_image_and_the_gates(first_run, t
 
 
 def test_mlflow_tracks_the_run_models_and_registry(first_run, workspace):
-    import mlflow
     from mlflow.tracking import MlflowClient
 
     from emotion_ai.pipelines import tracking
 
     assert first_run.summary.component("TrackRun").state == "complete"  # tracked inside the DAG
-    mlflow.set_tracking_uri(tracking.tracking_uri(workspace["root"]))
-    client = MlflowClient()
+    uri = tracking.tracking_uri(workspace["root"])  # a client of its own: set_tracking_uri is process-wide
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     parent = client.get_run(first_run.mlflow_run_id)
     assert parent.data.tags["tfx_run_id"] == first_run.summary.run_id
     assert parent.data.metrics["emotion_rows_rejected"] == 2
@@ -287,29 +283,31 @@ def test_mlflow_tracks_the_run_models_and_registry(first_run, workspace):
         assert [v.tags["tf_serving_version"] for v in versions] == [first_run.summary.branches[name].pushed_version]
 
 
-def test_change_threshold_against_an_equal_baseline_blocks_the_push(blocked_run, workspace):
+@pytest.mark.xdist_group("blocked_run")
+def test_change_threshold_against_an_equal_baseline_blocks_the_push(blocked_run):
     """The candidate must beat the served model (the same weights) by a margin it cannot reach."""
-    result, before = blocked_run
+    result, before, own = blocked_run
     branch = result.summary.branches["emotion"]
     assert branch.blessed is False
     assert any("(change)" in f for f in branch.validation_failures), branch.validation_failures
-    assert not branch.pushed and _versions(workspace["repo"], "emotion") == before["emotion"]
+    assert not branch.pushed and _versions(own["repo"], "emotion") == before["emotion"]
     assert branch.evaluation.baseline_version == before["emotion"][-1]
     assert 'class="badge fail">FAIL' in result.report_path.read_text()
 
 
-def test_a_floor_just_under_the_overall_accuracy_blesses_the_cached_model_again(second_run, workspace):
+def test_a_floor_just_under_the_overall_accuracy_blesses_the_cached_model_again(second_run, run_copy):
     """The gate reads the overall slice (that a class under the floor does not fail it is
     shown, independently of how well a 1-epoch model learnt, in test_gates.py)."""
     accuracy = second_run.summary.branches["emotion"].metrics["accuracy"]
     assert second_run.summary.branches["emotion"].evaluation.per_slice, "per-class recall is reported"
     floor = accuracy - 0.01
     profile = SMOKE.with_gate(EMOTION, "accuracy", bound=floor)
-    before = {m: _versions(workspace["repo"], m) for m in ("keypoints", "emotion")}
-    result = local_runner.run(profile, workspace["root"], workspace["repo"], workspace["data"])
+    own = run_copy("floor")
+    before = {m: _versions(own["repo"], m) for m in ("keypoints", "emotion")}
+    result = local_runner.run(profile, own["root"], own["repo"], own["data"])
     assert result.summary.branches["emotion"].blessed is True, result.summary.branches["emotion"].validation_failures
     # The Trainer was cached: the same model blessed again, nothing new in the repository.
-    assert {m: _versions(workspace["repo"], m) for m in ("keypoints", "emotion")} == before
+    assert {m: _versions(own["repo"], m) for m in ("keypoints", "emotion")} == before
 
 
 def _tfma_by_model(result, branch: str) -> dict[str, dict[str, float]]:
@@ -326,11 +324,11 @@ def _tfma_by_model(result, branch: str) -> dict[str, dict[str, float]]:
     return found
 
 
-def test_a_worse_candidate_shows_its_own_figures_beside_the_baselines_and_is_not_blessed(second_run, workspace):
+def test_a_worse_candidate_shows_its_own_figures_beside_the_baselines_and_is_not_blessed(run_copy):
     """An untrained candidate against the blessed first model, with a no-regression gate:
     the summary, the report and MLflow show the candidate's RMSE (not the baseline's), the
     baseline's next to it, and NOT BLESSED."""
-    import mlflow
+    from mlflow.tracking import MlflowClient
 
     from emotion_ai.pipelines import tracking
 
@@ -339,9 +337,10 @@ def test_a_worse_candidate_shows_its_own_figures_beside_the_baselines_and_is_not
     # version, every later test's baseline.
     worse = (SMOKE.with_params(KEYPOINTS, **untrained).with_params(EMOTION, learning_rate=1e-9)
              .with_gate(KEYPOINTS, "rmse_px", max_worse=0.0).with_gate(EMOTION, "accuracy", bound=1.01))
-    before = _versions(workspace["repo"], "keypoints")
-    emotion_before = _versions(workspace["repo"], "emotion")
-    result = local_runner.run(worse, workspace["root"], workspace["repo"], workspace["data"])
+    own = run_copy("worse")
+    before = _versions(own["repo"], "keypoints")
+    emotion_before = _versions(own["repo"], "emotion")
+    result = local_runner.run(worse, own["root"], own["repo"], own["data"])
     kp = result.summary.branches["keypoints"]
     tfma_values = _tfma_by_model(result, "keypoints")
     candidate, baseline = tfma_values["candidate"]["rmse_px"], tfma_values["baseline"]["rmse_px"]
@@ -350,11 +349,11 @@ def test_a_worse_candidate_shows_its_own_figures_beside_the_baselines_and_is_not
     assert kp.evaluation.baseline["rmse_px"] == pytest.approx(baseline)
     assert kp.evaluation.change["rmse_px"] == pytest.approx(candidate - baseline, abs=1e-4)
     assert kp.evaluation.baseline_version == before[-1]
-    assert kp.blessed is False and not kp.pushed and _versions(workspace["repo"], "keypoints") == before
+    assert kp.blessed is False and not kp.pushed and _versions(own["repo"], "keypoints") == before
     gate = next(g for g in kp.evaluation.gates if g.metric == "rmse_px")
     assert not gate.passed and gate.change_rule.startswith("change <= 0")
     assert result.summary.branches["emotion"].blessed is False
-    assert _versions(workspace["repo"], "emotion") == emotion_before
+    assert _versions(own["repo"], "emotion") == emotion_before
     em_values = _tfma_by_model(result, "emotion")
     assert result.summary.branches["emotion"].metrics["accuracy"] == pytest.approx(em_values["candidate"]["accuracy"])
     assert result.summary.branches["emotion"].evaluation.baseline["accuracy"] == pytest.approx(
@@ -373,9 +372,9 @@ def test_a_worse_candidate_shows_its_own_figures_beside_the_baselines_and_is_not
     assert f"<td>{candidate:.4g}</td><td>{baseline:.4g}</td><td>{candidate - baseline:+.4g}</td>" in page
     assert "NOT BLESSED" in page
 
-    mlflow.set_tracking_uri(tracking.tracking_uri(workspace["root"]))
-    child = mlflow.MlflowClient().search_runs(
-        [mlflow.get_experiment_by_name("emotion-ai").experiment_id],
+    client = MlflowClient(tracking_uri=tracking.tracking_uri(own["root"]))  # the copy's own store
+    child = client.search_runs(
+        [client.get_experiment_by_name("emotion-ai").experiment_id],
         f"tags.mlflow.parentRunId = '{result.mlflow_run_id}' and tags.mlflow.runName = 'keypoints'")[0]
     assert child.data.metrics["tfma_rmse_px"] == pytest.approx(candidate)
     assert child.data.metrics["tfma_baseline_rmse_px"] == pytest.approx(baseline)
@@ -395,7 +394,7 @@ def test_the_trainer_never_reads_the_test_split(first_run):
         assert splits == ["Split-eval", "Split-test", "Split-train"]
 
 
-def test_a_smoke_run_cannot_change_the_full_profiles_repository(first_run, workspace, tmp_path):
+def test_a_smoke_run_cannot_change_the_full_profiles_repository(run_copy, tmp_path):
     """By default each non-production profile pushes to a repository of its own; pointed at
     a repository the full profile owns, its Pusher refuses and nothing there changes."""
     import json
@@ -404,13 +403,13 @@ def test_a_smoke_run_cannot_change_the_full_profiles_repository(first_run, works
     assert config.model_repo_for(full) == config.MODEL_REPO
     assert config.model_repo_for(SMOKE) != config.MODEL_REPO
     assert config.model_repo_for(SMOKE).parent == config.MODEL_REPO.parent
-    production = tmp_path / "production_repo"
-    shutil.copytree(workspace["repo"], production)
+    own = run_copy("full_owned")
+    production = own["repo"]
     (production / model_repository.OWNER_FILE).write_text(json.dumps({"profile": "full"}))
     before = {p.relative_to(production): p.stat().st_mtime for p in production.rglob("*")}
     # New weights (one more epoch), so there would be something to push.
     other = SMOKE.with_params(KEYPOINTS, epochs=2)
-    result = local_runner.run(other, workspace["root"], production, workspace["data"])
+    result = local_runner.run(other, own["root"], production, own["data"])
     kp = result.summary.branches["keypoints"]
     assert kp.blessed is True and not kp.pushed
     assert "belongs to profile 'full'" in kp.push_refused
@@ -418,7 +417,7 @@ def test_a_smoke_run_cannot_change_the_full_profiles_repository(first_run, works
     assert {p.relative_to(production): p.stat().st_mtime for p in production.rglob("*")} == before
 
 
-def test_a_span_labelled_with_other_classes_is_flagged_and_trains_nothing(second_run, workspace, tmp_path):
+def test_a_span_labelled_with_other_classes_is_flagged_and_trains_nothing(run_copy, tmp_path):
     """FER2013's seven-class numbering where five classes are expected: every row parses, so
     none is rejected, but ExampleValidator finds labels outside the curated schema's domain.
     The expression Trainer trains nothing, nothing is blessed or pushed, and the summary and
@@ -430,11 +429,12 @@ def test_a_span_labelled_with_other_classes_is_flagged_and_trains_nothing(second
     relabelled = [lines[0]] + [f"{i % 7},{line.split(',', 1)[1]}" for i, line in enumerate(lines[1:])]
     (tmp_path / "span" / "fer7.csv").parent.mkdir()
     (tmp_path / "span" / "fer7.csv").write_text("\n".join(relabelled) + "\n")
-    before = {m: _versions(workspace["repo"], m) for m in ("keypoints", "emotion")}
-    csvs = {"keypoints": readers.find_csvs(workspace["data"])["keypoints"],
+    own = run_copy("relabelled")
+    before = {m: _versions(own["repo"], m) for m in ("keypoints", "emotion")}
+    csvs = {"keypoints": readers.find_csvs(own["data"])["keypoints"],
             "emotion": [tmp_path / "span" / "fer7.csv"]}
 
-    result = local_runner.run(SMOKE, workspace["root"], workspace["repo"], workspace["data"], csvs=csvs)
+    result = local_runner.run(SMOKE, own["root"], own["repo"], own["data"], csvs=csvs)
 
     emotion = result.summary.branches["emotion"]
     assert (emotion.rows_read, emotion.rows_rejected) == (130, 0)
@@ -442,7 +442,7 @@ def test_a_span_labelled_with_other_classes_is_flagged_and_trains_nothing(second
     assert flagged and "Out-of-range" in flagged[0], emotion.anomalies
     assert emotion.not_trained and "anomal" in emotion.not_trained
     assert emotion.blessed is False and not emotion.pushed and emotion.evaluation is None
-    assert _versions(workspace["repo"], "emotion") == before["emotion"]
+    assert _versions(own["repo"], "emotion") == before["emotion"]
     states = {c.node_id: c.state for c in result.summary.components}
     assert states["Trainer_emotion"] == "complete" and states["Trainer_keypoints"] == "cached", states
     assert states["RunReport"] == "complete", "the run still reports what it found"
@@ -450,16 +450,16 @@ def test_a_span_labelled_with_other_classes_is_flagged_and_trains_nothing(second
     assert "not trained: data validation found" in text and "Out-of-range" in text
     html = result.report_path.read_text()
     assert "NOT TRAINED" in html and "Out-of-range" in html
-    assert _versions(workspace["repo"], "keypoints") == before["keypoints"]
+    assert _versions(own["repo"], "keypoints") == before["keypoints"]
 
 
-def test_a_new_darker_blurrier_span_shows_drift_and_the_served_photos_skew(second_run, workspace, tmp_path):
+def test_a_new_darker_blurrier_span_shows_drift_and_the_served_photos_skew(run_copy, tmp_path):
     """Span 1 is the expression data the earlier runs trained on; span 2 arrives, its faces
     photographed darker and out of focus, and the server (a real ``emotion-ai serve
     --log-requests`` on 127.0.0.1) has been sent such photos. The next run reads both spans,
     reports drift of span 2 against span 1 and skew of the data against the requests, with
     the figures in the summary and pictures in the report; it still trains (findings do not
-    gate). The shared repository is copied: pushes go to the copy."""
+    gate). On a copy of the shared root and repository."""
     import io
     import subprocess
     import sys
@@ -472,16 +472,16 @@ def test_a_new_darker_blurrier_span_shows_drift_and_the_served_photos_skew(secon
     from emotion_ai.data import generator, readers
     from emotion_ai.serving.client import ServingClient
 
+    own = run_copy("darker")
     data = tmp_path / "emotion"
     (data / "span-1").mkdir(parents=True)
-    shutil.copy(readers.find_csvs(workspace["data"])["emotion"][0], data / "span-1" / "emotion.csv")
+    shutil.copy(readers.find_csvs(own["data"])["emotion"][0], data / "span-1" / "emotion.csv")
     fresh = generator.write_emotion_csv(tmp_path / "fresh.csv", 120, seed=9).read_text().splitlines()
     dim = [fresh[0]] + [f"{label},{darker_blurrier(pixels, 48)}"
                         for label, pixels in (r.split(",", 1) for r in fresh[1:])]
     (data / "span-2").mkdir()
     (data / "span-2" / "emotion.csv").write_text("\n".join(dim) + "\n")
-    repo = tmp_path / "repo"
-    shutil.copytree(workspace["repo"], repo)
+    repo = own["repo"]
 
     log_dir, port = tmp_path / "request_log", free_port()
     server = subprocess.Popen([str(Path(sys.executable).parent / "emotion-ai"), "serve", "--model-repo", str(repo),
@@ -512,9 +512,9 @@ def test_a_new_darker_blurrier_span_shows_drift_and_the_served_photos_skew(secon
     finally:
         stop(server)
 
-    csvs = {"keypoints": readers.find_csvs(workspace["data"])["keypoints"],
+    csvs = {"keypoints": readers.find_csvs(own["data"])["keypoints"],
             "emotion": sorted(data.rglob("*.csv"))}
-    result = local_runner.run(SMOKE, workspace["root"], repo, tmp_path, csvs=csvs, serving_log=log_dir)
+    result = local_runner.run(SMOKE, own["root"], repo, tmp_path, csvs=csvs, serving_log=log_dir)
 
     emotion = result.summary.branches["emotion"]
     assert [s["name"] for s in emotion.spans] == ["span-1", "span-2"]
@@ -538,19 +538,19 @@ def test_a_new_darker_blurrier_span_shows_drift_and_the_served_photos_skew(secon
 
 
 def test_a_warm_started_run_starts_from_the_served_models_and_still_has_to_pass_the_gates(
-        second_run, workspace, tmp_path):
+        run_copy):
     """``warm_start_epochs``: each Trainer starts from the network its branch serves (the
     summary and the report name the version) and trains the short schedule; the candidate is
     still gated: the key points' impossible bound blocks its push, the expressions' model is
     pushed (into a copy of the shared repository)."""
     import dataclasses
 
-    repo = tmp_path / "repo"
-    shutil.copytree(workspace["repo"], repo)
+    own = run_copy("warm")
+    repo = own["repo"]
     served = {m: max(int(v) for v in _versions(repo, m)) for m in ("keypoints", "emotion")}
     warm = dataclasses.replace(SMOKE, warm_start_epochs=1).with_gate(KEYPOINTS, "rmse_px", bound=0.001)
 
-    result = local_runner.run(warm, workspace["root"], repo, workspace["data"])
+    result = local_runner.run(warm, own["root"], repo, own["data"])
 
     for name in ("keypoints", "emotion"):
         b = result.summary.branches[name]

@@ -13,16 +13,17 @@ from emotion_ai.pipelines import config, local_runner, scheduler
 
 
 @pytest.mark.e2e
-def test_two_smoke_runs_on_second_ticks_never_overlap_and_are_recorded(first_run, workspace):
-    """Two scheduled runs of the whole pipeline on the first run's root and data: nothing
-    new to push, but each is a run of its own (its own report) and a tick that falls during
-    a run is skipped."""
-    run = functools.partial(local_runner.run, config.PROFILES["smoke"], workspace["root"], workspace["repo"],
-                            workspace["data"])  # each run in a child process of its own, as `schedule` runs them
+def test_two_smoke_runs_on_second_ticks_never_overlap_and_are_recorded(first_run, run_copy):
+    """Two scheduled runs of the whole pipeline on (a copy of) the first runs' root and data:
+    nothing new to push, but each is a run of its own (its own report) and a tick that falls
+    during a run is skipped."""
+    own = run_copy("scheduled")
+    run = functools.partial(local_runner.run, config.PROFILES["smoke"], own["root"], own["repo"],
+                            own["data"])  # each run in a child process of its own, as `schedule` runs them
 
-    earlier = len(scheduler.read_history(workspace["root"]))  # the first run's, and any other test's
-    entries = scheduler.schedule("* * * * * */5", workspace["root"], run, max_runs=2)
-    history = scheduler.read_history(workspace["root"])[earlier:]
+    earlier = len(scheduler.read_history(own["root"]))  # the session's first run's
+    entries = scheduler.schedule("* * * * * */5", own["root"], run, max_runs=2)
+    history = scheduler.read_history(own["root"])[earlier:]
     assert history == entries
     done = [e for e in history if e["status"] == "succeeded"]
     assert len(done) == 2 and all(e["exit"] == "ok" for e in done)

@@ -27,6 +27,9 @@ from emotion_ai.serving import server as server_lib
 from emotion_ai.serving.client import ServingClient, ServingError
 from emotion_ai.serving.local_model import ServedModel
 
+# Module-wide fixtures (a server, a copied repository): one worker runs the whole module.
+pytestmark = pytest.mark.xdist_group("serving")
+
 
 def _png(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()

@@ -47,27 +47,28 @@ def mlflow_server(tmp_path):
         log.close()
 
 
-def _track(first_run, tracking_uri: str, report_uri: str | None = None):
+def _track(first_run, out_dir, tracking_uri: str, report_uri: str | None = None):
     """The TrackRun component's executor on the first run's artifacts (read from ML
-    Metadata, as the orchestrator hands them in); returns its ``mlflow_run`` output."""
+    Metadata, as the orchestrator hands them in); returns its ``mlflow_run`` output, written
+    under ``out_dir`` (the shared root is only read)."""
     inputs = record_components_inputs(first_run.summary)
     if report_uri:
         inputs["report"][0].uri = report_uri
     out = record_components.MlflowRunArtifact()
-    out.uri = str(first_run.pipeline_root / "test-tracking")
+    out.uri = str(out_dir / "test-tracking")
     record_components.TrackingExecutor().Do(inputs, {"mlflow_run": [out]},
                                             {"tracking_uri": tracking_uri, "run_key": "test"})
     return out
 
 
-def test_a_run_is_tracked_and_its_models_registered_on_a_real_mlflow_server(first_run, mlflow_server):
+def test_a_run_is_tracked_and_its_models_registered_on_a_real_mlflow_server(first_run, mlflow_server, tmp_path):
     """The models are logged with MLflow's own model logging into the server's artifact store
     and registered from ``runs:/``, which a server accepts (a ``file://`` source is refused);
     a registered version loads and answers through MLflow alone."""
     import mlflow
 
     url, artifact_store = mlflow_server
-    out = _track(first_run, url)
+    out = _track(first_run, tmp_path, url)
     assert out.get_int_custom_property("tracked") == 1, out.get_string_custom_property("reason")
     run_id = out.get_string_custom_property("mlflow_run_id")
     experiment = mlflow.MlflowClient(url).get_experiment_by_name(config.PIPELINE_NAME).experiment_id
@@ -102,13 +103,13 @@ def test_tracking_never_fails_a_run_that_pushed(first_run, tmp_path, monkeypatch
     context = json.loads((report / "context.json").read_text())
     (report / "context.json").write_text(json.dumps({**context, "pipeline_root": "gs://bucket/emotion-ai"}))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    out = _track(first_run, "", str(report))
+    out = _track(first_run, tmp_path, "", str(report))
     assert out.get_int_custom_property("tracked") == 0
     assert "no tracking store configured" in out.get_string_custom_property("reason")
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    out = _track(first_run, f"http://user:secret@127.0.0.1:{free_port()}")  # nothing listens there
+    out = _track(first_run, tmp_path, f"http://user:secret@127.0.0.1:{free_port()}")  # nothing listens there
     assert out.get_int_custom_property("tracked") == 0
     reason = out.get_string_custom_property("reason")
     assert reason.startswith("tracking failed") and "secret" not in reason, reason
