@@ -6,7 +6,8 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 UV        := $(VENV)/bin/uv
 UV_VERSION := 0.13.8
-PROFILE   ?= full
+# Empty: `emotion-ai run` picks `sample` for the embedded sample data, `full` for any other.
+PROFILE   ?=
 PYTEST_ARGS ?=
 # `make lock` resolves for manylinux_2_39: ml-metadata / tensorflow-data-validation 1.21 exist
 # only as such wheels. tools/install_pinned.sh installs those two for that tag, everything else
@@ -20,7 +21,7 @@ PYTHON311 ?= $(shell for p in python3.11 $$HOME/.pyenv/versions/3.11*/bin/python
 .PHONY: help setup run test lint browser lock clean distclean image image-gpu kubeflow-e2e
 
 help:
-	@echo "make run    set up .venv and run the whole pipeline (PROFILE=$(PROFILE)) on data/ (sample data generated if empty)"
+	@echo "make run    set up .venv and run the whole pipeline on data/ (sample data generated if empty; PROFILE=full|sample|smoke to choose)"
 	@echo "make test   set up .venv and run the test suite"
 	@echo "make lint   ruff (configured in pyproject.toml)"
 	@echo "make lock   re-resolve constraints.txt from requirements.in"
@@ -42,7 +43,7 @@ $(VENV)/.installed: constraints.txt requirements.in setup.py tools/install_pinne
 	@touch $@
 
 run: setup
-	$(VENV)/bin/emotion-ai run --profile $(PROFILE)
+	$(VENV)/bin/emotion-ai run $(if $(PROFILE),--profile $(PROFILE))
 
 test: setup browser
 	$(PY) -m pytest $(PYTEST_ARGS)

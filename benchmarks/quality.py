@@ -115,17 +115,21 @@ def main(argv=None) -> int:
     metrics = evaluate.evaluate(work / "model_repository",
                                 {b.name: work / "val" / f"{b.name}.csv.gz" for b in BRANCHES})
     components = {c.node_id: {"state": c.state, "seconds": round(c.seconds, 1)} for c in run.summary.components}
-    from emotion_ai.pipelines.tracking import _history
+    from emotion_ai.pipelines.run_summary import trainer_history
 
     training = {}
     for branch in BRANCHES:
-        history = _history(run.summary, branch)
+        history = trainer_history(run.summary, branch)
         seconds = history.get("epoch_seconds", [])
         training[branch.name] = {
             "epochs": len(seconds), "distillation_epochs": int(sum(history.get("distilling", []))),
             "served_views": len(views.served_views(profile.params_for(branch), branch.image_size)),
             "mean_epoch_seconds": round(float(np.mean(seconds)), 1) if seconds else None,
             "images_per_second": round(float(np.mean(history["images_per_second"])), 1) if seconds else None,
+            # the training steps alone, and a fresh copy of the network in plain Keras on random
+            # tensors right after (training.reference_rate): this CPU's speed that day
+            **{key: round(float(np.mean(history[key])), 1)
+               for key in ("train_images_per_second", "reference_images_per_second") if key in history},
             "eval_curves": {k: v for k, v in history.items() if k.startswith("val_")}}
     result = {
         **results_io.provenance("quality.py", argv),
@@ -172,6 +176,11 @@ def markdown(r: dict) -> str:
             f"{name} {t['epochs']} epochs"
             + (f" ({t['distillation_epochs']} of them distilling its views)" if t.get("distillation_epochs") else "")
             + f", {t['mean_epoch_seconds']} s per epoch (train + eval), {t['images_per_second']} training images/s"
+            + (f" per epoch, {t['train_images_per_second']} in the training steps against "
+               f"{t['reference_images_per_second']} for the same network in plain Keras on random tensors that day "
+               f"(ratio "
+               f"{t['train_images_per_second'] / t['reference_images_per_second']:.2f})"
+               if t.get("reference_images_per_second") else "")
             + (f", served in {t['served_views']} view(s)" if "served_views" in t else "")
             for name, t in r.get("training", {}).items()) + ".", "",
         "Per-class (expressions):", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|",

@@ -90,13 +90,13 @@ def _candidates_quality(run, work: Path) -> dict:
 
 
 def _measure(run, seconds: float, work: Path) -> dict:
-    from emotion_ai.pipelines.tracking import _history
+    from emotion_ai.pipelines.run_summary import trainer_history
 
     times = {c.node_id: round(c.seconds, 1) for c in run.summary.components}
     out = {"pipeline_seconds": round(seconds, 1), "validation": _candidates_quality(run, work), "branches": {}}
     for branch in BRANCHES:
         b = run.summary.branches[branch.name]
-        history = _history(run.summary, branch)
+        history = trainer_history(run.summary, branch)
         out["branches"][branch.name] = {
             "trainer_seconds": times.get(branch.component_id("Trainer")), "epochs": len(history.get("loss", [])),
             "first_epoch_loss": round(history["loss"][0], 4) if history.get("loss") else None,

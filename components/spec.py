@@ -88,6 +88,9 @@ FACE_FRAMING = ("face_eye_distance", "face_center_x", "face_center_y")
 
 # --- transformed feature names (Transform output, Trainer input, TFMA labels) ---------
 IMAGE_FEATURE = "image"  # float32 [H*W], standardized
+# float32 [1] each: the dataset mean and deviation that standardized it (the same in every
+# row); the exported model reads them to scale images it decodes (common/image.image_features)
+IMAGE_SCALING = ("image_scaling_mean", "image_scaling_std")
 KEYPOINTS_TARGET = "keypoints"  # float32 [30], normalized to about [-1, 1], 0 where missing
 KEYPOINTS_MASK = "keypoints_mask"  # float32 [30], 1 where the coordinate is known
 KEYPOINTS_PIXELS = "keypoints_px"  # float32 [30], pixels, MISSING_COORDINATE where missing
@@ -180,6 +183,12 @@ class ModelParams:
     fine_heatmaps: bool = False
     # Key points: the pointwise training loss, "huber" or "wing" (keypoints/model.py).
     keypoint_loss: str = "huber"
+    # After training, this many batches of random tensors through a fresh copy of the network
+    # in plain Keras (same batch size, optimizer and loss; common/training.reference_rate):
+    # the log and the history then give the Trainer's training images/s beside what this CPU
+    # does with the same network that day, so a slow day and a slow change look different
+    # (issue 35). 0: no reference (the tests' tiny networks).
+    reference_steps: int = 0
 
     def __post_init__(self):
         if self.head not in ("pool", "flatten", "soft_argmax"):

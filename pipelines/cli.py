@@ -50,23 +50,33 @@ _MODEL_REPO_HELP = ("TF Serving model repository the Pusher writes to. Default: 
                     "full profile, serving/model_repository-<profile> for any other.")
 
 
-def _run_locally(profile: config.Profile, pipeline_root: Path, model_repo: Path, data_dir: Path, verbose: bool,
-                 **kwargs):
+def _run_locally(profile: config.Profile | None, pipeline_root: Path, model_repo: Path | None, data_dir: Path,
+                 verbose: bool, warm_start: int | None = None, **kwargs):
     """One local run under the pipeline root's lock, recorded in its history; TFX, Beam and
-    TensorFlow logs go to a file unless ``verbose``. Returns the run result."""
+    TensorFlow logs go to a file unless ``verbose``. ``profile`` None: the one
+    ``local_runner.choose_profile`` picks for the data, and the console says why;
+    ``model_repo`` None: that profile's. Returns the run result."""
     from emotion_ai.pipelines import console, scheduler
 
     log_file = console.log_path(pipeline_root)
-    if not verbose:
-        click.echo(f"run, profile {profile.name}: full log in {log_file} (-v shows it here)")
     finished = {}
     with console.quiet_logs(log_file, verbose) as out:
-        def one_run():
-            from emotion_ai.pipelines import (
-                local_runner,  # under the lock, and inside the redirection: TFX's import prints pages
-            )
+        why = ""
+        if profile is None:
+            from emotion_ai.pipelines import local_runner  # inside the redirection: TFX's import prints pages
 
-            finished["result"] = local_runner.run(profile, pipeline_root, model_repo, data_dir,
+            profile, why = local_runner.choose_profile(data_dir, kwargs.get("csvs"))
+            other = config.DEFAULT_PROFILE if profile.name == config.SAMPLE_PROFILE else config.SAMPLE_PROFILE
+            why = f" ({why}; --profile {other} for the other)"
+        profile = _warm(profile, warm_start)
+        repo = _model_repo(model_repo, profile)
+        print(f"run, profile {profile.name}{why}: models to {repo}; full log in {log_file}"
+              + ("" if verbose else " (-v shows it here)"), file=out, flush=True)
+
+        def one_run():
+            from emotion_ai.pipelines import local_runner
+
+            finished["result"] = local_runner.run(profile, pipeline_root, repo, data_dir,
                                                   progress=lambda line: print(line, file=out, flush=True), **kwargs)
             return finished["result"]
 
@@ -97,8 +107,10 @@ _BEAM_ARG = click.option(
 
 
 @main.command()
-@click.option("--profile", type=click.Choice(sorted(config.PROFILES)), default=config.DEFAULT_PROFILE,
-              show_default=True, help="Data sizes, hyperparameters and gates.")
+@click.option("--profile", type=click.Choice(sorted(config.PROFILES)), default=None,
+              help=f"Data sizes, hyperparameters and gates. Default: {config.SAMPLE_PROFILE} (the production "
+                   f"networks on short schedules) when the data is the embedded sample data, else "
+                   f"{config.DEFAULT_PROFILE}.")
 @click.option("--keypoints-csv", "keypoints_csvs", type=click.Path(path_type=Path), multiple=True,
               help="Key-point CSV(s) (Kaggle layout, plain or .gz). Default: all in the data dir.")
 @click.option("--emotion-csv", "emotion_csvs", type=click.Path(path_type=Path), multiple=True,
@@ -120,12 +132,11 @@ def run(profile, keypoints_csvs, emotion_csvs, data_dir, pipeline_root, model_re
     from emotion_ai.components.csv_rows import InputDataError
     from emotion_ai.pipelines import scheduler
 
-    chosen = _warm(_profile(profile), warm_start)
     try:
         csvs = {KEYPOINTS.name: keypoints_csvs, EMOTION.name: emotion_csvs}
-        result = _run_locally(chosen, pipeline_root, _model_repo(model_repo, chosen), data_dir, verbose, csvs=csvs,
-                              enable_cache=not no_cache, allow_other_profile=allow_other_profile,
-                              beam_args=beam_args, serving_log=serving_log)
+        result = _run_locally(profile and _profile(profile), pipeline_root, model_repo, data_dir, verbose,
+                              warm_start, csvs=csvs, enable_cache=not no_cache,
+                              allow_other_profile=allow_other_profile, beam_args=beam_args, serving_log=serving_log)
     except (InputDataError, scheduler.RunBusyError) as exc:
         raise click.ClickException(str(exc)) from None
     from emotion_ai.pipelines import local_runner

@@ -58,6 +58,22 @@ def _record(summary: run_summary.RunSummary) -> dict:
     return found
 
 
+def choose_profile(data_dir: Path, csvs: Mapping[str, Sequence[Path]] | None = None) -> tuple[config.Profile, str]:
+    """The profile of a run that names none, and why: ``sample`` (``config.SAMPLE_PROFILE``)
+    when the data is the embedded sample data (no CSV yet, so it will be generated, or every
+    CSV generated and unchanged since), else the production profile."""
+    production = config.PROFILES[config.DEFAULT_PROFILE]
+    if csvs and any(csvs.values()):
+        return production, "CSVs named on the command line"
+    found = [str(p) for paths in readers.find_csvs(data_dir).values() for p in paths]
+    sample = config.PROFILES[config.SAMPLE_PROFILE]
+    if not found:
+        return sample, f"no CSV in {data_dir}: the embedded sample data is generated there"
+    if all("://" not in p and generator.provenance(Path(p)) for p in found):
+        return sample, f"the data in {data_dir} is the embedded sample data"
+    return production, f"your data in {data_dir}"
+
+
 def resolve_inputs(data_dir: Path, csvs: Mapping[str, Sequence[Path]] | None = None,
                    profile: config.Profile | None = None) -> dict[str, BranchInput]:
     """Per branch, the CSVs its ExampleGen reads (and checks, row by row, in the DAG): the
@@ -215,13 +231,25 @@ def format_evaluation(b: run_summary.BranchSummary) -> list[str]:
     return lines
 
 
+def format_throughput(history: dict[str, list[float]]) -> list[str]:
+    """The Trainer's training images/s beside the plain-Keras reference it measured (when the
+    profile asks for one: ``ModelParams.reference_steps``)."""
+    trained, reference = history.get("train_images_per_second"), history.get("reference_images_per_second")
+    if not trained or not reference:
+        return []
+    mean = sum(trained) / len(trained)
+    return [f"    throughput: {mean:.1f} training images/s; the same network in plain Keras on random tensors "
+            f"{reference[0]:.1f} ({mean / reference[0]:.2f} of it)"]
+
+
 def format_summary(result: RunResult) -> str:
     """The end-of-run text: where the figures come from, per model data, metrics (candidate
     and baseline), gate and push; then component times."""
     ctx = result.context
     lines = [f"Run {result.summary.run_id}"]
     if ctx:
-        lines.append(f"  profile {ctx.profile}; code {ctx.code_version}")
+        about = config.PROFILES[ctx.profile].about if ctx.profile in config.PROFILES else ""
+        lines.append(f"  profile {ctx.profile}" + (f" ({about})" if about else "") + f"; code {ctx.code_version}")
     for branch in BRANCHES:
         b = result.summary.branches[branch.name]
         lines.append(f"  {branch.name}:")
@@ -244,6 +272,7 @@ def format_summary(result: RunResult) -> str:
             w = b.warm_start
             lines.append(f"    trained: warm start from served version {w.get('from_version')}, {w['epochs']} epoch(s)"
                          if w.get("warm") else f"    trained: from scratch ({w.get('reason')})")
+        lines += format_throughput(run_summary.trainer_history(result.summary, branch))
         if b.not_trained:
             lines.append(f"    not trained: {b.not_trained.split(':')[0]} (listed above); fix the data, then run again")
         lines += format_evaluation(b)

@@ -170,7 +170,9 @@ def _data_section(summary, examples: dict[str, list[dict]]) -> str:
 def _context_rows(context, summary) -> list[list[str]]:
     if context is None:
         return [["context", "not recorded for this run (rendered from ML Metadata alone)"]]
-    rows = [["profile", html.escape(context["profile"])], ["code version", html.escape(context["code_version"])]]
+    about = config.PROFILES[context["profile"]].about if context["profile"] in config.PROFILES else ""
+    rows = [["profile", html.escape(context["profile"] + (f" ({about})" if about else ""))],
+            ["code version", html.escape(context["code_version"])]]
     for name, d in context["data"].items():
         counts = summary.branches[name].split_counts if name in summary.branches else {}
         split_text = ", ".join(f"{s} {n}" for s, n in counts.items())

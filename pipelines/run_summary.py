@@ -409,3 +409,14 @@ def summarize_components(run_id: str, components: list[ComponentRun]) -> RunSumm
             **data,
         )
     return summary
+
+
+def trainer_history(summary: RunSummary, branch) -> dict[str, list[float]]:
+    """The Trainer's per-epoch history (``history.json`` in its ``model_run``)."""
+    trainer = summary.component(branch.component_id("Trainer"))
+    runs = trainer.outputs.get("model_run") if trainer else None
+    path = f"{runs[0].uri.rstrip('/')}/history.json" if runs else None
+    if not path or not fileio.exists(path):
+        return {}
+    with fileio.open(path, "r") as f:
+        return json.loads(f.read())

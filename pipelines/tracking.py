@@ -11,7 +11,6 @@ run's artifacts) and registered from ``runs:/`` as ``emotion-ai-<model>``.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -49,17 +48,6 @@ def _experiment(mlflow, pipeline_root: str) -> str:
         return mlflow.create_experiment(config.PIPELINE_NAME)
     return mlflow.create_experiment(config.PIPELINE_NAME,
                                     artifact_location=(Path(pipeline_root).resolve() / "mlartifacts").as_uri())
-
-
-def _history(summary: run_summary.RunSummary, branch) -> dict[str, list[float]]:
-    """The Trainer's per-epoch history (``history.json`` in its ``model_run``)."""
-    trainer = summary.component(branch.component_id("Trainer"))
-    runs = trainer.outputs.get("model_run") if trainer else None
-    path = f"{runs[0].uri.rstrip('/')}/history.json" if runs else None
-    if not path or not fileio.exists(path):
-        return {}
-    with fileio.open(path, "r") as f:
-        return json.loads(f.read())
 
 
 def run_location(uri: str, experiment_id: str, run_id: str) -> str:
@@ -133,7 +121,7 @@ def _track(mlflow, summary: run_summary.RunSummary, context, report_uri: str | N
                                           ("change", "tfma_change_")):  # TFMA's 95 % intervals
                         for k, (low, high) in e.intervals.get(which, {}).items():
                             mlflow.log_metrics({f"{prefix}{k}_ci_low": low, f"{prefix}{k}_ci_high": high})
-                for name, values in _history(summary, branch).items():
+                for name, values in run_summary.trainer_history(summary, branch).items():
                     for step, value in enumerate(values):
                         mlflow.log_metric(f"train_{name}", float(value), step=step)
                 if report:

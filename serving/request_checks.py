@@ -4,16 +4,16 @@ A request's JSON is bounded by its byte size, but what it asks for is not: 10,00
 strings make a batch whose test-time views need tens of GiB, and a PNG of a few hundred kB
 may declare 20000 x 20000 pixels. So the server counts the instances (TF Serving's
 ``batching.config`` maximum), reads each encoded image's size from its header with Pillow
-(nothing is decoded), bounds the pixels of each and the decoded bytes of all, and checks
-that pixel strings are numbers in 0..255 (a NaN or an infinity would otherwise get a
-confident answer). The limits live in ``components.spec``.
+(nothing is decoded), and bounds the pixels of each and the decoded bytes of all. Pixel
+strings are parsed once, by the model: its graph refuses a value that is not a finite
+number in 0..255 (``common/image.decode_pixel_strings``), so TF Serving and KServe refuse it
+too. The limits live in ``components.spec``.
 """
 from __future__ import annotations
 
 import io
 import warnings
 
-import numpy as np
 from PIL import Image
 
 from emotion_ai.components import spec
@@ -73,28 +73,11 @@ def check_images(images: list[bytes]) -> None:
                                   f"{spec.SERVING_MAX_DECODED_BYTES:,} per request: send fewer or smaller images")
 
 
-def check_pixel_strings(values: list[bytes]) -> None:
-    """Space-separated pixel strings, as in the datasets: finite numbers in 0..255."""
-    check_batch(len(values))
-    for index, value in enumerate(values):
-        try:
-            pixels = np.array(value.split(), dtype=np.float64)
-        except ValueError as error:
-            raise RequestRefused(400, f"instance {index}: pixels must be numbers ({error})") from None
-        bad = ~np.isfinite(pixels) | (pixels < 0) | (pixels > 255)
-        if bad.any():
-            first = int(np.argmax(bad))
-            raise RequestRefused(400, f"instance {index}: pixel {first} is {pixels[first]!r}; pixels are "
-                                      "numbers in 0..255")
-
-
 def check(inputs: dict[str, list]) -> None:
     """The decoded values of a request's inputs, by signature input name."""
     for name, values in inputs.items():
         values = values if isinstance(values, list) else [values]
         if name == spec.SERVING_IMAGES_INPUT and all(isinstance(v, bytes) for v in values):
             check_images(values)
-        elif name == spec.SERVING_PIXELS_INPUT and all(isinstance(v, bytes) for v in values):
-            check_pixel_strings(values)
         else:
             check_batch(len(values))

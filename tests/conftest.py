@@ -32,9 +32,10 @@ def pytest_collection_modifyitems(items):
 
     Then the order the workers (pytest-xdist, ``-n``) take tests in: the session's shared
     runs (``session_runs``) start at once, on one worker, while the other takes the long
-    tests that need no shared run, then the unit tests; the tests that read or copy the
-    shared runs come last, when the runs are done. Each test is still independent of order
-    (``pytest -p no:randomly`` in any order passes): this only keeps both cores busy."""
+    tests that need no shared run, then the unit tests; the tests that run the pipeline on a
+    copy of the shared runs come after, then those that only read them. Within each kind the
+    ``heaviest`` go first, so that both workers finish at about the same time. The order only
+    keeps both cores busy: no test depends on another having run."""
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         if item.get_closest_marker("e2e") is None and E2E_FIXTURES & names:
@@ -43,12 +44,15 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.unit)
 
     def rank(item):
-        runs = bool(RUN_FIXTURES & set(getattr(item, "fixturenames", ())))
+        names = set(getattr(item, "fixturenames", ()))
+        heaviest = item.get_closest_marker("heaviest") is None  # False sorts first
         if item.get_closest_marker("produces_runs"):
-            return 0
-        if runs:
-            return 4
-        return 1 if item.get_closest_marker("e2e") else 2 if item.get_closest_marker("slow") else 3
+            return 0, heaviest
+        if "run_copy" in names:
+            return 4, heaviest  # runs the pipeline again, on a copy
+        if RUN_FIXTURES & names:
+            return 5, heaviest  # only reads the shared runs
+        return (1 if item.get_closest_marker("e2e") else 2 if item.get_closest_marker("slow") else 3), heaviest
     items.sort(key=rank)  # stable: within a rank, files and tests keep their order
 
 

@@ -132,6 +132,30 @@ def test_pushed_models_serve_examples_pixels_and_encoded_images(first_run, works
     assert image_out["label"].numpy()[0].decode() in spec.EMOTION_CLASSES
 
 
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "-1", "256"])
+def test_the_exported_signatures_refuse_pixels_that_are_not_numbers_in_0_to_255(first_run, workspace, bad):
+    """The SavedModel itself, as TF Serving or KServe would call it (no ``emotion-ai serve``
+    in front): an invalid-argument error that says which value, for pixel strings and for
+    tf.Examples alike."""
+    from emotion_ai.components.branches import BRANCHES
+
+    for branch in BRANCHES:
+        column, size = branch.image_column, branch.image_size
+        saved = model_repository.load(workspace["repo"] / branch.name
+                                      / first_run.summary.branches[branch.name].pushed_version)
+        values = ["100"] * size * size
+        values[7] = bad
+        good, wrong = " ".join(["100"] * size * size), " ".join(values)
+        with pytest.raises(tf.errors.InvalidArgumentError, match=f"instance 1: pixel 7 is {bad}; pixels are numbers "
+                                                                  "in 0..255"):
+            saved.signatures["serving_pixels"](pixels=tf.constant([good, wrong]))
+        example = tf.train.Example(features=tf.train.Features(feature={
+            column: tf.train.Feature(bytes_list=tf.train.BytesList(value=[wrong.encode()]))})).SerializeToString()
+        with pytest.raises(tf.errors.InvalidArgumentError, match="instance 0: pixel 7 is"):
+            saved.signatures["serving_examples"](examples=tf.constant([example]))
+        assert saved.signatures["serving_pixels"](pixels=tf.constant([good]))[branch.output].shape[0] == 1
+
+
 def test_second_run_on_unchanged_data_is_cached_and_pushes_nothing(second_run, first_run, workspace):
     states = {c.node_id: c.state for c in second_run.summary.components}
     for kind in ("CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform", "Trainer"):

@@ -13,6 +13,7 @@ from emotion_ai.pipelines import config, local_runner, scheduler
 
 
 @pytest.mark.e2e
+@pytest.mark.heaviest
 def test_two_smoke_runs_on_second_ticks_never_overlap_and_are_recorded(first_run, run_copy):
     """Two scheduled runs of the whole pipeline on (a copy of) the first runs' root and data:
     nothing new to push, but each is a run of its own (its own report) and a tick that falls

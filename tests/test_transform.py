@@ -41,9 +41,17 @@ def test_keypoint_features_match_between_training_and_serving(tmp_path):
     raw_spec["Image"] = tf.io.FixedLenFeature([1], tf.string)
     transformed, tft_output = _analyze_and_transform(keypoints_transform.preprocessing_fn, raw_spec, rows, tmp_path)
     served = _serve(tft_output, rows, ["Image"])  # serving has no labels
-    assert set(served) == {spec.IMAGE_FEATURE}
+    assert set(served) == {spec.IMAGE_FEATURE, *spec.IMAGE_SCALING}
     train_images = np.stack([t[spec.IMAGE_FEATURE] for t in transformed])
     np.testing.assert_allclose(served[spec.IMAGE_FEATURE], train_images, rtol=1e-5, atol=1e-5)
+    # What serving_default does with the pixels it decodes from an image (no pixel strings):
+    # the Transform's own constants, read by the export, scale them as the Transform did.
+    from emotion_ai.components.common import export, image
+
+    mean, std = export.image_scaling(tft_output.transform_features_layer(), "Image", 96)
+    assert (mean, std) == pytest.approx(tuple(transformed[0][name][0] for name in spec.IMAGE_SCALING))
+    raw = np.stack([np.array(r["Image"][0].split(), np.float32) for r in rows])
+    np.testing.assert_allclose(image.scale_images(raw, mean, std).numpy(), train_images, rtol=1e-5, atol=1e-5)
     assert abs(train_images.mean()) < 0.05 and abs(train_images.std() - 1) < 0.05  # standardized by tft
     # Per-image normalization first: a darker, flatter copy of an image gives the same features.
     dim = dict(rows[0], Image=np.array([" ".join(str(int(v) // 2 + 10) for v in rows[0]["Image"][0].split())]))

@@ -52,24 +52,32 @@ class BestWeights(tf.keras.callbacks.Callback):
 
 
 class EpochTimer(tf.keras.callbacks.Callback):
-    """Adds ``epoch_seconds`` (training and eval) and ``images_per_second`` (training
-    images / epoch seconds) to each epoch's logs, so they land in the history and MLflow."""
+    """Adds ``epoch_seconds`` (training and eval), ``images_per_second`` (training images /
+    epoch seconds) and ``train_images_per_second`` (training images / the seconds of the
+    training steps alone, what ``reference_rate`` compares with) to each epoch's logs, so
+    they land in the history and MLflow. First among the callbacks: the eval's own
+    preparation (``RecalibrateBatchNorm``) counts as eval."""
 
     def __init__(self, train_images: int, count: tuple[int, int] | None = None):
         super().__init__()
-        self.train_images, self.start = train_images, 0.0
+        self.train_images, self.start, self.trained = train_images, 0.0, None
         # (epochs before this fit, epochs in all): a Trainer's schedule and distillation are
         # two fits, numbered as one run of epochs so that progress and its ETA add up.
         self.count = count
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
+        self.start, self.trained = time.perf_counter(), None
+
+    def on_test_begin(self, logs=None):
+        if self.trained is None:
+            self.trained = time.perf_counter() - self.start
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self.start
         if logs is not None:
             logs["epoch_seconds"] = seconds
             logs["images_per_second"] = self.train_images / seconds
+            logs["train_images_per_second"] = self.train_images / (self.trained or seconds)
         # The CLI's progress lines read this one (pipelines/console.py).
         before, total = self.count or (0, self.params.get("epochs") or 0)
         logging.info("epoch %d/%d done in %.1f s", before + epoch + 1, total, seconds)

@@ -11,7 +11,9 @@ import json
 import math
 import os
 import tempfile
+import time
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 from tfx import v1 as tfx
@@ -36,7 +38,8 @@ def distribution_strategy(devices: list[str] | None = None) -> tf.distribute.Str
 
 def fit(network: tf.keras.Model, params: spec.ModelParams, train: tuple, evaluation: tuple, loss, metrics,
         monitor: str, mode: str, augment=None, class_weight=None, log_dir: str | None = None,
-        bar: float | None = None, count: tuple[int, int] | None = None) -> tf.keras.callbacks.History:
+        bar: float | None = None, count: tuple[int, int] | None = None, reference: bool = True
+        ) -> tf.keras.callbacks.History:
     """The training recipe both branches (and the plain-Keras benchmark) share: AdamW with
     decoupled weight decay (not on BatchNorm or biases), linear warm-up then cosine decay to
     zero, BatchNorm statistics re-estimated on clean images before each eval, early
@@ -46,7 +49,8 @@ def fit(network: tf.keras.Model, params: spec.ModelParams, train: tuple, evaluat
     distribution strategy scope, which Keras requires with ``MirroredStrategy``. ``bar``: an
     eval figure the network's current weights already reach; an epoch must beat it to
     replace them (``distill``). ``count``: (epochs before, epochs in all) for the progress
-    lines; by default the schedule's epochs and the distillation's to come."""
+    lines; by default the schedule's epochs and the distillation's to come. ``reference``:
+    measure the plain-Keras throughput reference after training (``params.reference_steps``)."""
     if params.epochs <= 0:  # nothing scheduled (a start hook may ask for none: straight to distillation)
         history = tf.keras.callbacks.History()
         history.history = {}
@@ -66,15 +70,46 @@ def fit(network: tf.keras.Model, params: spec.ModelParams, train: tuple, evaluat
                  BestWeights(monitor, mode, bar),
                  tf.keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=max(5, params.epochs // 3))]
     if any(isinstance(layer, tf.keras.layers.BatchNormalization) for layer in network.submodules):
-        # GroupNorm networks have no moving statistics to re-estimate
-        callbacks.insert(0, RecalibrateBatchNorm(batches(*train, 64, shuffle=True, seed=1)))
+        # GroupNorm networks have no moving statistics to re-estimate; after the EpochTimer,
+        # which counts this as eval time
+        callbacks.insert(1, RecalibrateBatchNorm(batches(*train, 64, shuffle=True, seed=1)))
     if log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     with timed("training"):
-        return network.fit(
+        history = network.fit(
             batches(*train, params.batch_size, shuffle=True, augment=augment if params.augmentation else None),
             validation_data=batches(*evaluation, params.batch_size, shuffle=False),
             epochs=params.epochs, verbose=2, class_weight=class_weight, callbacks=callbacks)
+    if params.reference_steps and reference:
+        trained = history.history["train_images_per_second"]
+        reference = reference_rate(network, params, train, loss, class_weight)
+        history.history["reference_images_per_second"] = [reference] * len(trained)
+        mean = sum(trained) / len(trained)
+        logging.info("throughput: training %.1f images/s (training steps, mean of %d epochs); the same network in "
+                     "plain Keras on random tensors, batch %d: %.1f images/s; ratio %.2f", mean, len(trained),
+                     params.batch_size, reference, mean / reference)
+    return history
+
+
+def reference_rate(network: tf.keras.Model, params: spec.ModelParams, train: tuple, loss, class_weight=None
+                   ) -> float:
+    """Training images/s of a fresh copy of ``network`` (same architecture, new weights) in
+    plain Keras: ``params.reference_steps`` batches of random images with targets of the
+    training split's shapes, the same batch size, optimizer (AdamW) and loss, after two
+    batches that build the training step. What this CPU does with the network today, with
+    none of the Trainer's input pipeline (shuffling, augmentation) around it."""
+    batch, steps = params.batch_size, params.reference_steps
+    with network.distribute_strategy.scope():
+        twin = tf.keras.models.clone_model(network)
+        twin.compile(optimizer=tf.keras.optimizers.AdamW(params.learning_rate, weight_decay=params.weight_decay),
+                     loss=loss)
+    images = np.random.default_rng(0).standard_normal((batch * steps, *train[0].shape[1:])).astype(np.float32)
+    targets = np.resize(train[1], (batch * steps, *train[1].shape[1:]))
+    twin.fit(images[:2 * batch], targets[:2 * batch], batch_size=batch, epochs=1, verbose=0, shuffle=False,
+             class_weight=class_weight)
+    start = time.perf_counter()
+    twin.fit(images, targets, batch_size=batch, epochs=1, verbose=0, shuffle=False, class_weight=class_weight)
+    return batch * steps / (time.perf_counter() - start)
 
 
 class _Distiller(tf.keras.Model):
@@ -132,7 +167,8 @@ def distill(network: tf.keras.Model, params: spec.ModelParams, train: tuple, eva
                  len(taught.teacher_views), short.epochs, short.learning_rate, params.distill_weight)
     with timed("distillation"):
         return fit(taught, short, train, evaluation, loss, metrics, monitor, mode, augment=augment,
-                   class_weight=class_weight, log_dir=log_dir, bar=bar, count=(before, before + short.epochs))
+                   class_weight=class_weight, log_dir=log_dir, bar=bar, count=(before, before + short.epochs),
+                   reference=False)  # the distiller holds a teacher: the schedule's reference says it
 
 
 def save_history(history: tf.keras.callbacks.History, fn_args: tfx.components.FnArgs,

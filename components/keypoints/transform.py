@@ -8,7 +8,6 @@ this graph is the one serving applies.
 from __future__ import annotations
 
 import tensorflow as tf
-import tensorflow_transform as tft
 
 from emotion_ai.components import spec
 from emotion_ai.components.common import image
@@ -26,9 +25,8 @@ def denormalize_coordinates(normalized: tf.Tensor) -> tf.Tensor:
 
 def preprocessing_fn(inputs, custom_config=None):
     del custom_config  # carries the code fingerprint only (cache invalidation)
-    raw = image.decode_pixel_strings(inputs[spec.KEYPOINT_IMAGE_COLUMN], spec.KEYPOINT_IMAGE_SIZE)
-    per_image = image.normalize_per_image(raw)  # then dataset-wide scaling by tft analyzers
-    outputs = {spec.IMAGE_FEATURE: image.standardize(per_image, tft.mean(per_image), tf.sqrt(tft.var(per_image)))}
+    # Each image normalized, then scaled by dataset-wide statistics (tft analyzers).
+    outputs = image.image_features(inputs[spec.KEYPOINT_IMAGE_COLUMN], spec.KEYPOINT_IMAGE_SIZE)
     coords = tf.concat([tf.reshape(tf.cast(inputs[c], tf.float32), [-1, 1])
                         for c in spec.KEYPOINT_COLUMNS], axis=1)
     known = coords >= 0.0
