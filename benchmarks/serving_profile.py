@@ -35,7 +35,6 @@ sys.path.insert(0, str(ROOT))
 import local_server  # noqa: E402
 import results_io  # noqa: E402
 
-import serving as serving_benchmark  # noqa: E402
 from emotion_ai.pipelines import config  # noqa: E402
 
 config.set_runtime_environment()
@@ -47,6 +46,23 @@ from emotion_ai.components.common import export, training  # noqa: E402
 from emotion_ai.serving import server  # noqa: E402
 
 BATCHES = (1, 32)
+
+
+def _faces(n: int) -> list[bytes]:
+    """``n`` generated 96x96 grey face photos as PNG bytes (as ``serving.py`` sends)."""
+    import io
+
+    from PIL import Image
+
+    from emotion_ai.data import generator
+
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(n):
+        buffer = io.BytesIO()
+        Image.fromarray(generator.render_face(rng, spec.KEYPOINT_IMAGE_SIZE, "Happy")[0]).save(buffer, "PNG")
+        out.append(buffer.getvalue())
+    return out
 
 
 def _percentiles(call, calls: int, warmup: int = 10) -> dict:
@@ -70,7 +86,7 @@ def profile_model(repo: Path, name: str, url: str, calls: int) -> list[dict]:
     training.load_network_weights(network, str(path))
     registry = server.ModelRegistry(repo, poll_seconds=3600)
     registry.poll_once()
-    faces = serving_benchmark._faces(max(BATCHES))
+    faces = _faces(max(BATCHES))
     return [{"model": name, "version": version, "batch": n,
              "stages": _stages(saved, network, registry, branch, faces[:n], url, calls)} for n in BATCHES]
 

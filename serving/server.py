@@ -495,7 +495,11 @@ def create_app(model_repo: Path, poll_seconds: float = POLL_SECONDS,
     @app.post("/v1/models/{name}/versions/{version}:predict")
     async def post_predict(name: str, request: Request, version: str | None = None):
         body = await read_json(request)
-        return await run_in_threadpool(predict, registry, name, _version(version), body, request.state, request_log)
+
+        def answer():  # the model and the JSON off the event loop; a response, not a dict that FastAPI
+            # would walk through jsonable_encoder first (same bytes, a millisecond less per batch)
+            return JSONResponse(predict(registry, name, _version(version), body, request.state, request_log))
+        return await run_in_threadpool(answer)
 
     return app
 
