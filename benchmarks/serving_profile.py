@@ -6,7 +6,8 @@ For each served model, for one 96x96 PNG face and for a batch of 32 (base64 ``in
 a client sends them), p50/p99 over ``--calls`` calls of:
 
 * the stages inside the SavedModel: its ``serving_default`` signature whole; the image
-  decoding it starts with (``export.image_pixels``); its ``serving_pixels`` signature (the
+  decoding it starts with (``image.decode_images``: pixel values since issue 35, pixel
+  strings before); its ``serving_pixels`` signature (the
   same graph from pixel values, no image); the Transform layer alone; the network alone
   (rebuilt from the branch's code with the served weights, one view, as ``views.py``);
 * the server's Python around it (``serving/server.py``): the JSON body parsed, the inputs
@@ -42,7 +43,7 @@ import tensorflow as tf  # noqa: E402
 
 from emotion_ai.components import model_repository, spec  # noqa: E402
 from emotion_ai.components.branches import by_name  # noqa: E402
-from emotion_ai.components.common import export, training  # noqa: E402
+from emotion_ai.components.common import training  # noqa: E402
 from emotion_ai.serving import server  # noqa: E402
 
 BATCHES = (1, 32)
@@ -92,10 +93,8 @@ def profile_model(repo: Path, name: str, url: str, calls: int) -> list[dict]:
 
 
 def _decoder(size: int):
-    """The image decoding ``serving_default`` starts with: ``export.image_pixels`` (pixel
-    values); before issue 35 ``image.decode_images`` (pixel strings, for the profile's baseline)."""
-    if hasattr(export, "image_pixels"):
-        return lambda b: export.image_pixels(b, size)
+    """The image decoding ``serving_default`` starts with: ``image.decode_images``, which
+    gives pixel values (before issue 35 pixel strings, which the Transform layer parsed)."""
     from emotion_ai.components.common import image
 
     return lambda b: image.decode_images(b, size)
@@ -119,7 +118,7 @@ def _stages(saved, network, registry, branch, faces: list[bytes], url: str, call
     headers = {"Content-Type": "application/json"}
     stages = {
         "graph: serving_default (whole signature)": lambda: saved.signatures["serving_default"](images=images),
-        "graph: image decoding (export.image_pixels)": lambda: decode(images),
+        "graph: image decoding (image.decode_images)": lambda: decode(images),
         "graph: serving_pixels (no image decoding)": lambda: saved.signatures["serving_pixels"](
             **{spec.SERVING_PIXELS_INPUT: strings}),
         "graph: Transform layer alone (pixel strings in)": lambda: saved.tft_layer(

@@ -66,8 +66,9 @@ def _run_locally(profile: config.Profile | None, pipeline_root: Path, model_repo
             from emotion_ai.pipelines import local_runner  # inside the redirection: TFX's import prints pages
 
             profile, why = local_runner.choose_profile(data_dir, kwargs.get("csvs"))
-            other = config.DEFAULT_PROFILE if profile.name == config.SAMPLE_PROFILE else config.SAMPLE_PROFILE
-            why = f" ({why}; --profile {other} for the other)"
+            other = (f"--profile {config.DEFAULT_PROFILE} for the production schedules"
+                     if profile.name == config.SAMPLE_PROFILE else f"--profile {config.SAMPLE_PROFILE} for short ones")
+            why = f" ({why}; {other})"
         profile = _warm(profile, warm_start)
         repo = _model_repo(model_repo, profile)
         print(f"run, profile {profile.name}{why}: models to {repo}; full log in {log_file}"

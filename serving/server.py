@@ -405,6 +405,47 @@ def _version(text: str | None) -> int | None:
     return int(text)
 
 
+class RequestMetrics:
+    """Every request under /v1/models/ counted by model, served version, API and status, with
+    its latency. A bug answers 500 here, as an ordinary response: an exception handler for
+    ``Exception`` would re-raise after answering, and uvicorn would drop the keep-alive
+    connection under a pooled client without ``Connection: close``. Plain ASGI: Starlette's
+    ``BaseHTTPMiddleware`` (``@app.middleware``) runs each request in a task group of its own
+    and cost about a millisecond of every request's time (issue 35, serving_profile.md)."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), None
+
+        async def counted(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counted)
+        except Exception as error:  # noqa: BLE001 - the server stays up and the connection usable
+            log.exception("unexpected error")
+            if status is not None:  # the answer has begun: nothing else can be said on it
+                raise
+            await JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"},
+                               status_code=500)(scope, receive, counted)
+        parts = scope["path"].split("/")
+        if len(parts) > 3 and parts[1:3] == ["v1", "models"]:
+            name, _, verb = parts[3].partition(":")
+            verb = verb or parts[-1].partition(":")[2]
+            api = "predict" if verb == "predict" else "metadata" if parts[-1] == "metadata" else "status"
+            version = scope.get("state", {}).get("served_version")  # what request.state recorded
+            self.metrics.requests.labels(name, str(version) if version is not None else "", api, str(status)).inc()
+            self.metrics.latency.labels(name, api).observe(time.perf_counter() - start)
+
+
 def create_app(model_repo: Path, poll_seconds: float = POLL_SECONDS,
                max_request_bytes: int = MAX_REQUEST_BYTES, request_log: RequestLog | None = None) -> FastAPI:
     """The ASGI app; the registry starts polling on startup and stops on shutdown.
@@ -433,28 +474,7 @@ def create_app(model_repo: Path, poll_seconds: float = POLL_SECONDS,
     async def http_error(_request, error: StarletteHTTPException):  # unknown route, wrong method: TF Serving's shape
         return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next):
-        """Every request under /v1/models/ is counted by model, served version, API and status.
-        A bug answers 500 here, as an ordinary response: an exception handler for
-        ``Exception`` would re-raise after answering, and uvicorn would drop the keep-alive
-        connection under a pooled client without ``Connection: close``."""
-        start = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception as error:  # noqa: BLE001 - the server stays up and the connection usable
-            log.exception("unexpected error")
-            response = JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
-        parts = request.url.path.split("/")
-        if len(parts) > 3 and parts[1:3] == ["v1", "models"]:
-            name, _, verb = parts[3].partition(":")
-            verb = verb or parts[-1].partition(":")[2]
-            api = "predict" if verb == "predict" else "metadata" if parts[-1] == "metadata" else "status"
-            version = getattr(request.state, "served_version", None)
-            metrics.requests.labels(name, str(version) if version is not None else "", api,
-                                    str(response.status_code)).inc()
-            metrics.latency.labels(name, api).observe(time.perf_counter() - start)
-        return response
+    app.add_middleware(RequestMetrics, metrics=metrics)
 
     @app.get(METRICS_PATH)
     def prometheus_metrics():

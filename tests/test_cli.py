@@ -40,6 +40,7 @@ def test_a_manual_run_is_quiet_shows_progress_is_recorded_and_holds_the_lock(fir
     done, root, run_id = first_run_cli["process"], workspace["root"], first_run_cli["result"].summary.run_id
     console = done.stdout.splitlines() + done.stderr.splitlines()
     assert len(console) < 150, "\n".join(console)
+    assert f"run, profile smoke: models to {workspace['repo']}; full log in" in done.stdout  # a named profile
     assert any(line.startswith("[24/24] TrackRun done") for line in console)
     assert any("Trainer_keypoints done in" in line for line in console)
     assert "gate: BLESSED (Evaluator on the test split" in done.stdout

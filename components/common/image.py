@@ -81,7 +81,11 @@ def decode_images(images: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
         # fails on CMYK JPEGs asked for one. The grey weights are OpenCV's (0.299, 0.587, 0.114).
         image = tf.image.rgb_to_grayscale(tf.io.decode_image(encoded, channels=3, expand_animations=False))
         hw = tf.shape(image)[:2]
-        resized = tf.image.resize(tf.cast(image, tf.float32), [size, size], method="bilinear", antialias=True)
+        grey = tf.cast(image, tf.float32)
+        # A face already at the model's size (what clients of this model mostly send) is not
+        # resized: at scale 1 the resize would give its pixels back, at a third of the batch's time.
+        resized = tf.cond(tf.reduce_all(hw == size), lambda: grey,
+                          lambda: tf.image.resize(grey, [size, size], method="bilinear", antialias=True))
         return tf.reshape(tf.clip_by_value(tf.round(resized), 0.0, 255.0), [size * size]), hw
 
     return tf.map_fn(one, images, fn_output_signature=(tf.TensorSpec([size * size], tf.float32),
