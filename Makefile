@@ -9,10 +9,6 @@ UV_VERSION := 0.13.8
 # Empty: `emotion-ai run` picks `sample` for the embedded sample data, `full` for any other.
 PROFILE   ?=
 PYTEST_ARGS ?=
-# pytest-xdist workers: one more than the cores, because much of the suite's time is spent
-# waiting on child processes (each CLI run, scheduled run and server starts an interpreter
-# that imports TensorFlow), servers and polls, not computing.
-TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 # `make lock` resolves for manylinux_2_39: ml-metadata / tensorflow-data-validation 1.21 exist
 # only as such wheels. tools/install_pinned.sh installs those two for that tag, everything else
 # for the host, and tools/glibc_compat.py patches the two where glibc is older.
@@ -50,7 +46,7 @@ run: setup
 	$(VENV)/bin/emotion-ai run $(if $(PROFILE),--profile $(PROFILE))
 
 test: setup browser
-	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -63,12 +63,12 @@ def track(summary: run_summary.RunSummary, context, report_uri: str | None, uri:
     artifact folder) into a new parent run in ``uri``; return ``(run id, location)``."""
     import mlflow
 
-    with _tracking_store(mlflow, uri):
+    with tracking_store(mlflow, uri):
         return _track(mlflow, summary, context, report_uri, uri)
 
 
 @contextlib.contextmanager
-def _tracking_store(mlflow, uri: str):
+def tracking_store(mlflow, uri: str):
     """``uri`` as MLflow's store while a run is logged, then what it was. MLflow's
     ``set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI``, which the next run in this
     process (another pipeline root) would then take for the user's own setting."""

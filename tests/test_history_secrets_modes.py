@@ -160,11 +160,11 @@ def test_tracking_leaves_no_store_behind_for_the_next_run(monkeypatch, tmp_path)
     from emotion_ai.pipelines import tracking
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    with tracking._tracking_store(mlflow, f"sqlite:///{tmp_path / 'a.db'}"):
+    with tracking.tracking_store(mlflow, f"sqlite:///{tmp_path / 'a.db'}"):
         assert mlflow.get_tracking_uri().endswith("a.db")
     assert "MLFLOW_TRACKING_URI" not in os.environ
     assert tracking.tracking_uri(tmp_path / "second") == f"sqlite:///{(tmp_path / 'second').resolve() / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")  # the user's own: kept
-    with tracking._tracking_store(mlflow, f"sqlite:///{tmp_path / 'b.db'}"):
+    with tracking.tracking_store(mlflow, f"sqlite:///{tmp_path / 'b.db'}"):
         pass
     assert os.environ["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"

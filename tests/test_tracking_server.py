@@ -61,8 +61,7 @@ def _track(first_run, out_dir, tracking_uri: str, report_uri: str | None = None)
     return out
 
 
-def test_a_run_is_tracked_and_its_models_registered_on_a_real_mlflow_server(first_run, mlflow_server, tmp_path,
-                                                                           monkeypatch):
+def test_a_run_is_tracked_and_its_models_registered_on_a_real_mlflow_server(first_run, mlflow_server, tmp_path):
     """The models are logged with MLflow's own model logging into the server's artifact store
     and registered from ``runs:/``, which a server accepts (a ``file://`` source is refused);
     a registered version loads and answers through MLflow alone."""
@@ -88,11 +87,10 @@ def test_a_run_is_tracked_and_its_models_registered_on_a_real_mlflow_server(firs
         assert client.get_run(version.run_id).info.run_name == branch.name
     assert any(p.name == "saved_model.pb" for p in artifact_store.rglob("*")), "the models live in the server's store"
 
-    # From the server's registry, as a user who points MLflow at it (set in the environment for
-    # this test only: ``mlflow.set_tracking_uri`` would stay set for the rest of the process).
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-    monkeypatch.setenv("MLFLOW_REGISTRY_URI", url)
-    model = mlflow.pyfunc.load_model(f"models:/{tracking.registered_name('emotion')}/1")
+    # From the server's registry, as a user who points MLflow at it (for this call only: MLflow's
+    # tracking URI is process-wide, and the TrackRun step has set and restored it before).
+    with tracking.tracking_store(mlflow, url):
+        model = mlflow.pyfunc.load_model(f"models:/{tracking.registered_name('emotion')}/1")
     pixels = [" ".join(["120"] * 48 * 48), " ".join(["30"] * 48 * 48)]
     out = model.predict(pd.DataFrame({"pixels": pixels}))
     probabilities = np.asarray(out[spec.EMOTION_OUTPUT])
