@@ -222,6 +222,13 @@ def model_repo_for(profile: Profile) -> Path:
 # run time (no network here). In-memory mode: on 2 cores about twice as fast as
 # multi_processing (measured), and one debuggable process.
 BEAM_PIPELINE_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1")
+# Only while Beam runs in this process (the arguments above, no runner or worker environment
+# of the user's): TFX's Beam components otherwise copy the installed tfx package (41 MB) into a
+# new temporary folder and build an sdist of it for remote workers, at every component of every
+# run (1.3 s each, and 330 MB a run left in /tmp: 11 GB in one day of tests here). In-process
+# workers are this interpreter; TFX skips the build when a worker image is named, which the
+# in-process runner never reads (tfx/utils/dependency_utils.make_beam_dependency_flags).
+IN_PROCESS_BEAM_ARGS = ("--sdk_container_image=in-process",)
 
 
 COMPONENTS_DIR = Path(spec.__file__).resolve().parent  # the module files' package, wherever installed

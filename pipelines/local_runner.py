@@ -107,6 +107,15 @@ def resolve_inputs(data_dir: Path, csvs: Mapping[str, Sequence[Path]] | None = N
     return inputs
 
 
+def beam_pipeline_args(beam_args: Sequence[str] = ()) -> list[str]:
+    """``config.BEAM_PIPELINE_ARGS``, then ``beam_args`` (which win); with
+    ``config.IN_PROCESS_BEAM_ARGS`` when Beam stays in this process (``beam_args`` name no
+    runner, worker environment or job endpoint of their own)."""
+    elsewhere = any(a.split("=")[0] in ("--runner", "--environment_type", "--job_endpoint", "--sdk_container_image")
+                    for a in beam_args)
+    return [*config.BEAM_PIPELINE_ARGS, *beam_args, *(() if elsewhere else config.IN_PROCESS_BEAM_ARGS)]
+
+
 def run(profile: config.Profile, pipeline_root: Path, model_repo: Path, data_dir: Path = config.DATA_DIR,
         csvs: Mapping[str, Sequence[Path]] | None = None, enable_cache: bool = True, allow_other_profile: bool = False,
         progress: Callable[[str], None] | None = None, beam_args: Sequence[str] = (),
@@ -130,7 +139,7 @@ def run(profile: config.Profile, pipeline_root: Path, model_repo: Path, data_dir
             str(pipeline_root / config.METADATA_FILE)),
         enable_cache=enable_cache,
         allow_other_profile=allow_other_profile,
-        beam_pipeline_args=[*config.BEAM_PIPELINE_ARGS, *beam_args],
+        beam_pipeline_args=beam_pipeline_args(beam_args),
         baseline_keys=served_now(str(model_repo)),
         **_serving_log(serving_log),
     )

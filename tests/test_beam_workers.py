@@ -37,3 +37,16 @@ def test_two_transform_traces_in_one_process_take_turns():
     assert not errors, "a trace met another thread's object tracker"
     assert most_inside[0] == 1
     assert annotators._OBJECT_TRACKER is None, "the tracker is released after the last trace"
+
+
+def test_tfx_builds_no_sdist_for_workers_only_while_beam_stays_in_this_process():
+    from emotion_ai.pipelines.local_runner import beam_pipeline_args
+
+    local = beam_pipeline_args()
+    assert local[:len(config.BEAM_PIPELINE_ARGS)] == list(config.BEAM_PIPELINE_ARGS)
+    assert set(config.IN_PROCESS_BEAM_ARGS) <= set(local)
+    pool = beam_pipeline_args(beam_workers.beam_args("127.0.0.1", 50000))  # workers elsewhere need TFX staged
+    assert not set(config.IN_PROCESS_BEAM_ARGS) & set(pool)
+    assert not set(config.IN_PROCESS_BEAM_ARGS) & set(beam_pipeline_args(["--runner=PortableRunner",
+                                                                           "--job_endpoint=localhost:8099"]))
+    assert beam_pipeline_args(["--direct_num_workers=2"])[-1] == config.IN_PROCESS_BEAM_ARGS[-1]

@@ -51,6 +51,8 @@ def test_a_manual_run_is_quiet_shows_progress_is_recorded_and_holds_the_lock(fir
     assert os.stat(workspace["repo"] / "models.config").st_mode & 0o004, "a serving user reads the configs"
     logs = [p for p in (root / "logs").glob("run-*.log") if run_id in p.read_text()]
     assert len(logs) == 1 and len(logs[0].read_text().splitlines()) > 10 * len(console)
+    # Beam ran in this process: no component copied TFX into /tmp to build an sdist for workers
+    assert "Creating temporary sdist package" not in logs[0].read_text()
     first = scheduler.read_history(root)[0]
     assert (first["trigger"], first["status"], first["profile"], first["run_id"]) == (
         "manual", "succeeded", "smoke", run_id)
