@@ -146,7 +146,8 @@ def main(argv=None) -> int:
 
 def markdown(r: dict) -> str:
     lines = ["# Serving latency: `emotion-ai serve` (REST) vs in-process", "",
-             f"Command: `{r['command']}` ({r['machine']['cores']} cores, {r['seconds_per_measurement']} s per "
+             f"Command: `{r['command']}` at commit {r.get('commit')} ({r['machine']['cores']} cores, "
+             f"{r['seconds_per_measurement']} s per "
              f"measurement). 96x96 PNG faces, base64 `instances`; sequential keep-alive requests for latency, "
              f"{r['concurrent_clients']} concurrent clients for throughput. Targets: REST p99 <= "
              f"{r['target']['rest_p99_ms_single_image']:.0f} ms for one image and <= 2x in-process; batches of 32 "
