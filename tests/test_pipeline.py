@@ -175,17 +175,26 @@ def test_second_run_on_unchanged_data_is_cached_and_pushes_nothing(second_run, f
     assert second_run.mlflow_run_id and second_run.mlflow_run_id != first_run.mlflow_run_id
 
 
-@pytest.fixture(scope="module")
-def blocked_run(run_copy):
+@pytest.fixture(scope="session")
+def blocked_run(run_copy, tmp_path_factory):
     """One run whose gates cannot pass: the key points' absolute bound (RMSE under 0.001 px)
-    and the expressions' change rule (beat the served model, the same weights, by 1.0)."""
-    own = run_copy("blocked")
-    before = {m: _versions(own["repo"], m) for m in ("keypoints", "emotion")}
-    blocking = SMOKE.with_gate(KEYPOINTS, "rmse_px", bound=0.001).with_gate(EMOTION, "accuracy", max_worse=-1.0)
-    return local_runner.run(blocking, own["root"], own["repo"], own["data"]), before, own
+    and the expressions' change rule (beat the served model, the same weights, by 1.0). Made
+    once, on a copy of the shared runs, by whichever worker asks first (conftest ``once``)."""
+    from conftest import once
+
+    def make(_):
+        own = run_copy("blocked")
+        before = {m: _versions(own["repo"], m) for m in ("keypoints", "emotion")}
+        blocking = SMOKE.with_gate(KEYPOINTS, "rmse_px", bound=0.001).with_gate(EMOTION, "accuracy", max_worse=-1.0)
+        result = local_runner.run(blocking, own["root"], own["repo"], own["data"])
+        return {"before": before, "run_id": result.summary.run_id, **{k: str(v) for k, v in own.items()}}
+
+    _, made = once(tmp_path_factory, "blocked_run", make)
+    own = {k: Path(made[k]) for k in ("root", "repo", "data")}
+    inputs = local_runner.resolve_inputs(own["data"], None, SMOKE)
+    return local_runner.finished(own["root"], inputs, made["run_id"]), made["before"], own
 
 
-@pytest.mark.xdist_group("blocked_run")
 def test_failing_gates_block_the_push(blocked_run):
     result, before, own = blocked_run
     branch = result.summary.branches["keypoints"]
@@ -307,7 +316,6 @@ def test_mlflow_tracks_the_run_models_and_registry(first_run, workspace):
         assert [v.tags["tf_serving_version"] for v in versions] == [first_run.summary.branches[name].pushed_version]
 
 
-@pytest.mark.xdist_group("blocked_run")
 def test_change_threshold_against_an_equal_baseline_blocks_the_push(blocked_run):
     """The candidate must beat the served model (the same weights) by a margin it cannot reach."""
     result, before, own = blocked_run

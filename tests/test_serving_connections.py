@@ -15,9 +15,6 @@ from conftest import serve_in_thread
 from emotion_ai.components import spec
 from emotion_ai.serving import server as server_lib
 
-# One server for the module (a module-scoped fixture): one worker runs the whole module.
-pytestmark = pytest.mark.xdist_group("serving_connections")
-
 REQUEST_SECONDS, KEEP_ALIVE, MAX_CONNECTIONS = 1.0, 1.0, 4
 
 
