@@ -129,8 +129,8 @@ class Profile:
 
 
 # Batches of the plain-Keras throughput reference after each Trainer of the real profiles
-# (ModelParams.reference_steps): about 10 s per Trainer on 2 cores.
-REFERENCE_STEPS = 20
+# (ModelParams.reference_steps; timed twice): 10-20 s per Trainer on 2 cores.
+REFERENCE_STEPS = 15
 
 PROFILES = {
     # Tiny data and one epoch: what tests and CI run. Each branch's registry defaults: small
