@@ -38,3 +38,22 @@ def start(repo: Path, log: Path | None = None, extra_args: tuple[str, ...] = (),
         time.sleep(0.5)
     process.kill()
     raise RuntimeError(f"the server did not come up{f'; see {log}' if log else ''}")
+
+
+def face_pngs(n: int) -> list[bytes]:
+    """``n`` generated 96x96 grey face photos as PNG bytes: what the serving benchmarks send."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from emotion_ai.components import spec
+    from emotion_ai.data import generator
+
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(n):
+        buffer = io.BytesIO()
+        Image.fromarray(generator.render_face(rng, spec.KEYPOINT_IMAGE_SIZE, "Happy")[0]).save(buffer, "PNG")
+        out.append(buffer.getvalue())
+    return out

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import io
 import json
 import sys
 import threading
@@ -28,29 +27,15 @@ sys.path.insert(0, str(ROOT))
 import local_server  # noqa: E402
 import results_io  # noqa: E402
 
-from emotion_ai.components import spec  # noqa: E402
 from emotion_ai.pipelines import config  # noqa: E402
 
 config.set_runtime_environment()
-from emotion_ai.data import generator  # noqa: E402
 from emotion_ai.serving.local_model import ServedModel  # noqa: E402
 
 # Issue 19: one image in <= 10 ms p99 over REST per model, batches at >= 400 images/s (2 cores).
 TARGET_P99_MS = 10.0
 TARGET_BATCH_IMAGES_PER_SECOND = 400.0
 CONCURRENT_CLIENTS = 4
-
-
-def _faces(n: int) -> list[bytes]:
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    out = []
-    for _ in range(n):
-        buffer = io.BytesIO()
-        Image.fromarray(generator.render_face(rng, spec.KEYPOINT_IMAGE_SIZE, "Happy")[0]).save(buffer, "PNG")
-        out.append(buffer.getvalue())
-    return out
 
 
 def _stats(latencies: list[float], wall: float, images_per_call: int) -> dict:
@@ -101,7 +86,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
 
-    images = _faces(32)
+    images = local_server.face_pngs(32)
     bodies = {n: json.dumps({"instances": [{"b64": base64.b64encode(i).decode()} for i in images[:n]]})
               for n in (1, 32)}
     process, url = local_server.start(args.model_repo)

@@ -49,23 +49,6 @@ from emotion_ai.serving import server  # noqa: E402
 BATCHES = (1, 32)
 
 
-def _faces(n: int) -> list[bytes]:
-    """``n`` generated 96x96 grey face photos as PNG bytes (as ``serving.py`` sends)."""
-    import io
-
-    from PIL import Image
-
-    from emotion_ai.data import generator
-
-    rng = np.random.default_rng(0)
-    out = []
-    for _ in range(n):
-        buffer = io.BytesIO()
-        Image.fromarray(generator.render_face(rng, spec.KEYPOINT_IMAGE_SIZE, "Happy")[0]).save(buffer, "PNG")
-        out.append(buffer.getvalue())
-    return out
-
-
 def _percentiles(call, calls: int, warmup: int = 10) -> dict:
     for _ in range(warmup):
         call()
@@ -87,7 +70,7 @@ def profile_model(repo: Path, name: str, url: str, calls: int) -> list[dict]:
     training.load_network_weights(network, str(path))
     registry = server.ModelRegistry(repo, poll_seconds=3600)
     registry.poll_once()
-    faces = _faces(max(BATCHES))
+    faces = local_server.face_pngs(max(BATCHES))
     return [{"model": name, "version": version, "batch": n,
              "stages": _stages(saved, network, registry, branch, faces[:n], url, calls)} for n in BATCHES]
 
